@@ -1,0 +1,169 @@
+"""Exceptions raised by civit; each carries the exit code the CLI returns for it.
+
+The tree (exit code in brackets)::
+
+    CivitError [1]
+     ├── UsageError [2]                 bad ref, bad option, 400 from the API
+     │    └── ManifestError [2]         civit.toml / civit.lock problems
+     ├── AuthError [3]                  401/403, login or challenge page instead of a file
+     │    └── EarlyAccessError [3]      version is in Early Access until a deadline
+     ├── NotFoundError [4]              unknown model, version, file or hash
+     │    └── NotDownloadableError [4]  archived, downloads disabled, no matching file
+     ├── NetworkError [5]               connection failures, 5xx after retries
+     ├── RateLimitError [6]             429 that cannot be waited out
+     ├── IntegrityError [7]             size or digest mismatch
+     ├── DiskSpaceError [1]             not enough free space for a download
+     └── ResponseError [1]              the service answered something unparseable
+
+Every error takes keyword-only context. URLs are stored with their query string and
+credentials removed, so an exception can be printed or logged without leaking a token
+or a presigned signature.
+
+This module imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "AuthError",
+    "CivitError",
+    "DiskSpaceError",
+    "EarlyAccessError",
+    "IntegrityError",
+    "ManifestError",
+    "NetworkError",
+    "NotDownloadableError",
+    "NotFoundError",
+    "RateLimitError",
+    "ResponseError",
+    "UsageError",
+    "redact_url",
+]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info, query string or fragment.
+
+    Presigned CDN links carry their signature in the query string, and a careless user
+    may put ``?token=`` on an API URL; neither belongs in a message.
+
+    >>> redact_url("https://u:p@cdn.example/f.safetensors?X-Amz-Signature=abc#x")
+    'https://cdn.example/f.safetensors'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class CivitError(Exception):
+    """Base class of every error civit raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = redact_url(url) if url else None
+        self.status = status
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(CivitError):
+    """The request itself is wrong: a malformed ref, a bad option, a 400 from the API."""
+
+    exit_code = 2
+
+
+class ManifestError(UsageError):
+    """``civit.toml`` or ``civit.lock`` is invalid, missing or out of date."""
+
+
+class AuthError(CivitError):
+    """Civitai wants a (valid) API token, or refused this account access."""
+
+    exit_code = 3
+
+
+class EarlyAccessError(AuthError):
+    """The version is in Early Access; ``deadline`` says until when, if Civitai said."""
+
+    def __init__(self, message: str, *, deadline: str | None = None, **context: object) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.deadline = deadline
+
+
+class NotFoundError(CivitError):
+    """No model, version, file or hash by that name exists."""
+
+    exit_code = 4
+
+
+class NotDownloadableError(NotFoundError):
+    """It exists but cannot be downloaded: archived, downloads disabled, no such file."""
+
+
+class NetworkError(CivitError):
+    """The network or the service failed, and retrying did not help."""
+
+    exit_code = 5
+
+
+class RateLimitError(CivitError):
+    """Civitai rate-limited us beyond what waiting can fix (e.g. the daily download cap)."""
+
+    exit_code = 6
+
+
+class IntegrityError(CivitError):
+    """Downloaded or local bytes do not match the expected size or digest.
+
+    ``algorithm`` names the check that failed ("size", "sha256", ...).
+    """
+
+    exit_code = 7
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        algorithm: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.path = path
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+
+
+class DiskSpaceError(CivitError):
+    """Not enough free space in the destination for the file about to be downloaded."""
+
+    def __init__(
+        self, message: str, *, path: str, needed: int, free: int, **context: object
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
+class ResponseError(CivitError):
+    """The service answered with something civit cannot understand (e.g. malformed JSON)."""

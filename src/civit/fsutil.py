@@ -1,0 +1,91 @@
+"""File-system helpers shared by every writer: atomic replace and free-space checks.
+
+Model files, lock files, sidecars and the config all reach their final name the same
+way: written beside it under a temporary name, flushed to disk, then renamed over it
+with :func:`os.replace`, so a reader sees either the old file or the new one, never a
+torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from civit.errors import CivitError, DiskSpaceError
+
+__all__ = ["atomic_write", "check_free_space", "commit", "human_bytes"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform/file system allows it.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def commit(temporary: Path, final: Path) -> None:
+    """Flush ``temporary`` to disk and atomically rename it to ``final``."""
+    with temporary.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    _fsync_dir(final.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename).
+
+    Raises:
+        CivitError: the folder is not writable or the disk is full; nothing is left
+            behind at ``path`` or under a temporary name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        commit(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CivitError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def check_free_space(folder: Path, needed: int) -> None:
+    """Raise :class:`DiskSpaceError` if ``folder`` has fewer than ``needed`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskSpaceError(
+            f"not enough disk space in {folder}: need {human_bytes(needed)}, "
+            f"{human_bytes(free)} free",
+            path=str(folder),
+            needed=needed,
+            free=free,
+            hint="free some space or choose another folder with --root/--dest",
+        )
+
+
+def human_bytes(count: float) -> str:
+    """Format a byte count with binary units.
+
+    >>> human_bytes(6938039653)
+    '6.46 GiB'
+    >>> human_bytes(512)
+    '512 B'
+    """
+    value = float(count)
+    if value < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.2f} {unit}"
+    return f"{value / 1024:.2f} TiB"

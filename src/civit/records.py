@@ -1,0 +1,362 @@
+"""Typed, frozen records for Civitai API documents, parsed tolerantly.
+
+Civitai's JSON drifts over time (see DESIGN.md "Real data quirks"): keys go missing,
+change case (``Blake3``), change type (``allowCommercialUse``) or hold nulls. The parsers
+here read only what civit uses, ignore everything else, and turn anything missing or
+malformed into ``None`` rather than an exception. The untouched document is kept in
+``raw`` so it can be written out as a ``.civitai.info`` sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from civit.errors import IntegrityError
+
+__all__ = [
+    "HASH_ALGORITHMS",
+    "File",
+    "HashMatch",
+    "Hashes",
+    "Model",
+    "ModelPage",
+    "Version",
+]
+
+#: Civitai's hash types, in the order civit reports them; lower-case is civit's spelling.
+HASH_ALGORITHMS = ("sha256", "blake3", "crc32", "autov1", "autov2", "autov3")
+
+JSON = Mapping[str, Any]
+
+
+def _str(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _mapping(value: object) -> JSON:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _swap_crc32_bytes(value: str) -> str:
+    """``85114A0D`` -> ``0D4A1185``: Civitai prints CRC32 little-endian, zlib big-endian."""
+    return "".join(reversed([value[i : i + 2] for i in range(0, len(value), 2)]))
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """The digests Civitai stores for a file, upper-case hex, ``None`` when absent."""
+
+    sha256: str | None = None
+    blake3: str | None = None
+    crc32: str | None = None
+    autov1: str | None = None
+    autov2: str | None = None
+    autov3: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> Hashes:
+        """Read a ``hashes`` object; keys are matched case-insensitively."""
+        found: dict[str, str] = {}
+        for key, value in _mapping(data).items():
+            name = str(key).lower()
+            text = _str(value)
+            if name in HASH_ALGORITHMS and text:
+                found[name] = text.strip().upper()
+        return cls(**found)
+
+    def as_dict(self) -> dict[str, str]:
+        """The present digests as ``{algorithm: HEX}``, in :data:`HASH_ALGORITHMS` order."""
+        values = {name: getattr(self, name) for name in HASH_ALGORITHMS}
+        return {name: value for name, value in values.items() if value}
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+    def matches(self, algorithm: str, actual: str) -> bool:
+        """Whether ``actual`` equals the stored digest (CRC32 in either byte order).
+
+        An absent digest matches nothing.
+        """
+        expected = getattr(self, algorithm.lower(), None)
+        if not expected:
+            return False
+        actual = actual.upper()
+        if algorithm.lower() == "crc32":
+            return actual in (expected, _swap_crc32_bytes(expected))
+        return actual == expected
+
+    def check(self, actual: Mapping[str, str], *, path: str | None = None) -> tuple[str, ...]:
+        """Compare computed digests with these; return the algorithms that were checked.
+
+        Only algorithms present on both sides are compared.
+
+        Raises:
+            IntegrityError: on the first mismatch, naming expected and actual digests.
+        """
+        checked = []
+        for algorithm, expected in self.as_dict().items():
+            value = actual.get(algorithm)
+            if value is None:
+                continue
+            if not self.matches(algorithm, value):
+                where = f" for {path}" if path else ""
+                raise IntegrityError(
+                    f"{algorithm.upper()} mismatch{where}: expected {expected}, "
+                    f"got {value.upper()}",
+                    path=path,
+                    algorithm=algorithm,
+                    expected=expected,
+                    actual=value.upper(),
+                    hint="the download was corrupted or the file changed; run the command "
+                    "again to fetch a fresh copy",
+                )
+            checked.append(algorithm)
+        return tuple(checked)
+
+
+
+@dataclass(frozen=True)
+class File:
+    """One downloadable file of a version."""
+
+    id: int
+    name: str
+    type: str | None = None
+    size_kb: float | None = None
+    format: str | None = None
+    fp: str | None = None
+    size: str | None = None
+    hashes: Hashes = field(default_factory=Hashes)
+    download_url: str | None = None
+    primary: bool = False
+    version_id: int | None = None
+
+    @classmethod
+    def from_json(cls, data: object, *, version_id: int | None = None) -> File | None:
+        """Parse one entry of ``files[]``; ``None`` if it has no usable id."""
+        doc = _mapping(data)
+        file_id = _int(doc.get("id"))
+        if file_id is None:
+            return None
+        metadata = _mapping(doc.get("metadata"))
+        return cls(
+            id=file_id,
+            name=_str(doc.get("name")) or f"file-{file_id}",
+            type=_str(doc.get("type")),
+            size_kb=_float(doc.get("sizeKB")),
+            format=_str(metadata.get("format")),
+            fp=_str(metadata.get("fp")),
+            size=_str(metadata.get("size")),
+            hashes=Hashes.from_json(doc.get("hashes")),
+            download_url=_str(doc.get("downloadUrl")),
+            primary=doc.get("primary") is True,
+            version_id=version_id,
+        )
+
+    @property
+    def approx_bytes(self) -> int | None:
+        """Size from ``sizeKB`` (KiB, rounded): good for progress and disk checks only."""
+        return round(self.size_kb * 1024) if self.size_kb is not None else None
+
+
+@dataclass(frozen=True)
+class Version:
+    """A model version: its files plus enough of the parent model to route them."""
+
+    id: int
+    name: str
+    model_id: int | None = None
+    model_name: str | None = None
+    model_type: str | None = None
+    base_model: str | None = None
+    published_at: str | None = None
+    created_at: str | None = None
+    download_url: str | None = None
+    air: str | None = None
+    early_access_ends_at: str | None = None
+    trained_words: tuple[str, ...] = ()
+    files: tuple[File, ...] = ()
+    raw: JSON = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: object, *, parent: Model | None = None) -> Version | None:
+        """Parse a version from ``/model-versions/{id}`` or a model's ``modelVersions[]``.
+
+        ``parent`` supplies the model id, name and type when the version is nested.
+        """
+        doc = _mapping(data)
+        version_id = _int(doc.get("id"))
+        if version_id is None:
+            return None
+        model = _mapping(doc.get("model"))
+        files = (File.from_json(f, version_id=version_id) for f in _list(doc.get("files")))
+        return cls(
+            id=version_id,
+            name=_str(doc.get("name")) or str(version_id),
+            model_id=_int(doc.get("modelId")) or (parent.id if parent else None),
+            model_name=_str(model.get("name")) or (parent.name if parent else None),
+            model_type=_str(model.get("type")) or (parent.type if parent else None),
+            base_model=_str(doc.get("baseModel")),
+            published_at=_str(doc.get("publishedAt")),
+            created_at=_str(doc.get("createdAt")),
+            download_url=_str(doc.get("downloadUrl")),
+            air=_str(doc.get("air")),
+            early_access_ends_at=_str(doc.get("earlyAccessEndsAt")),
+            trained_words=tuple(w for w in _list(doc.get("trainedWords")) if isinstance(w, str)),
+            files=tuple(f for f in files if f is not None),
+            raw=dict(doc),
+        )
+
+    @property
+    def primary_file(self) -> File | None:
+        """The file marked primary, else the first file, else ``None``."""
+        for file in self.files:
+            if file.primary:
+                return file
+        return self.files[0] if self.files else None
+
+    @property
+    def date(self) -> str | None:
+        """Publication date (``YYYY-MM-DD``) if known, else creation date."""
+        stamp = self.published_at or self.created_at
+        return stamp[:10] if stamp else None
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    tags = []
+    for tag in _list(value):
+        name = _str(tag) if isinstance(tag, str) else _str(_mapping(tag).get("name"))
+        if name:
+            tags.append(name)
+    return tuple(tags)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model with its versions, newest first (the order Civitai returns them)."""
+
+    id: int
+    name: str
+    type: str | None = None
+    nsfw: bool | None = None
+    creator: str | None = None
+    tags: tuple[str, ...] = ()
+    mode: str | None = None
+    availability: str | None = None
+    download_count: int | None = None
+    versions: tuple[Version, ...] = ()
+    raw: JSON = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: object) -> Model | None:
+        """Parse ``/models/{id}`` or one item of ``/models``; ``None`` without an id."""
+        doc = _mapping(data)
+        model_id = _int(doc.get("id"))
+        if model_id is None:
+            return None
+        stats = _mapping(doc.get("stats"))
+        shell = cls(
+            id=model_id,
+            name=_str(doc.get("name")) or str(model_id),
+            type=_str(doc.get("type")),
+            nsfw=_bool(doc.get("nsfw")),
+            creator=_str(_mapping(doc.get("creator")).get("username")),
+            tags=_tags(doc.get("tags")),
+            mode=_str(doc.get("mode")),
+            availability=_str(doc.get("availability")),
+            download_count=_int(stats.get("downloadCount")),
+            raw=dict(doc),
+        )
+        versions = (Version.from_json(v, parent=shell) for v in _list(doc.get("modelVersions")))
+        object.__setattr__(shell, "versions", tuple(v for v in versions if v is not None))
+        return shell
+
+    @property
+    def archived(self) -> bool:
+        """Archived models keep their versions but lose every file."""
+        if (self.mode or "").lower() == "archived":
+            return True
+        return bool(self.versions) and not any(v.files for v in self.versions)
+
+    @property
+    def url(self) -> str:
+        return f"https://civitai.com/models/{self.id}"
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """One page of ``GET /api/v1/models``."""
+
+    items: tuple[Model, ...]
+    next_cursor: str | None = None
+    next_page: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> ModelPage:
+        doc = _mapping(data)
+        metadata = _mapping(doc.get("metadata"))
+        models = (Model.from_json(item) for item in _list(doc.get("items")))
+        return cls(
+            items=tuple(m for m in models if m is not None),
+            next_cursor=_str(metadata.get("nextCursor")),
+            next_page=_str(metadata.get("nextPage")),
+        )
+
+
+@dataclass(frozen=True)
+class HashMatch:
+    """One answer of ``POST /api/v1/model-versions/by-hash/ids``."""
+
+    hash: str
+    version_id: int
+    model_id: int | None = None
+
+    @classmethod
+    def parse_all(cls, data: object) -> tuple[HashMatch, ...]:
+        matches = []
+        for entry in data if isinstance(data, list) else []:
+            doc = _mapping(entry)
+            version_id = _int(doc.get("modelVersionId"))
+            digest = _str(doc.get("hash"))
+            if version_id is not None and digest:
+                matches.append(cls(digest.upper(), version_id, _int(doc.get("modelId"))))
+        return tuple(matches)
