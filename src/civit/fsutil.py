@@ -33,7 +33,7 @@ def commit(temporary: Path, final: Path) -> None:
     """Flush ``temporary`` to disk and atomically rename it to ``final``."""
     with temporary.open("rb+") as handle:
         os.fsync(handle.fileno())
-    os.replace(temporary, final)
+    temporary.replace(final)
     _fsync_dir(final.parent)
 
 

@@ -116,7 +116,7 @@ class Hashes:
 
         An absent digest matches nothing.
         """
-        expected = getattr(self, algorithm.lower(), None)
+        expected: str | None = getattr(self, algorithm.lower(), None)
         if not expected:
             return False
         actual = actual.upper()

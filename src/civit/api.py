@@ -1,0 +1,535 @@
+"""The Civitai REST client: one ``httpx.Client``, retries, and error mapping.
+
+Everything that talks to the API origin goes through :class:`Client`. It
+
+- sends ``Authorization: Bearer`` only to the API origin (never to the CDN a download
+  redirects to, never in a URL);
+- retries 429 and 502/503/504 and dropped connections with exponential backoff and
+  jitter, honouring ``Retry-After``; never retries other 4xx, nor the 429 Civitai uses
+  for "page * limit > 1000" (that one needs cursors, not patience);
+- turns every HTTP or transport failure into a :mod:`civit.errors` exception, at one
+  boundary (:meth:`Client._send`), so no ``httpx`` exception escapes the library.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from civit._version import VERSION
+from civit.config import Settings, load_settings
+from civit.errors import (
+    AuthError,
+    EarlyAccessError,
+    NetworkError,
+    NotDownloadableError,
+    NotFoundError,
+    RateLimitError,
+    ResponseError,
+    UsageError,
+    redact_url,
+)
+from civit.records import HashMatch, Model, ModelPage, Version
+
+__all__ = ["USER_AGENT", "Client", "DownloadLink", "RetryPolicy", "is_html"]
+
+USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
+
+TOKEN_HINT = (
+    "create an API key at https://civitai.com/user/account (API Keys) and set it with "
+    "`export CIVITAI_API_TOKEN=...` or pass --token"
+)
+
+#: Filters of GET /api/v1/models, Python name -> API name.
+MODEL_FILTERS = {
+    "limit": "limit",
+    "page": "page",
+    "cursor": "cursor",
+    "query": "query",
+    "ids": "ids",
+    "tag": "tag",
+    "username": "username",
+    "types": "types",
+    "base_models": "baseModels",
+    "checkpoint_type": "checkpointType",
+    "sort": "sort",
+    "period": "period",
+    "nsfw": "nsfw",
+    "supports_generation": "supportsGeneration",
+    "from_platform": "fromPlatform",
+    "early_access": "earlyAccess",
+    "primary_file_only": "primaryFileOnly",
+    "favorites": "favorites",
+    "hidden": "hidden",
+}
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+BY_HASH_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry transient failures.
+
+    The n-th retry waits ``Retry-After`` when the server sent one, else
+    ``min(max_delay, base_delay * 2**n)`` scaled by a random factor in [0.5, 1].
+    A ``Retry-After`` beyond ``max_wait`` is not waited out.
+    """
+
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_wait: float = 120.0
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return min(self.max_delay, self.base_delay * 2.0**retry) * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
+
+    >>> parse_retry_after("3")
+    3.0
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+def is_html(response: httpx.Response) -> bool:
+    """Whether a response is an HTML page (a login or challenge page, never a model)."""
+    return "html" in response.headers.get("content-type", "").lower()
+
+
+def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    parts = urlsplit(str(url))
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def _is_final_429(response: httpx.Response, *, retry_bare_429: bool) -> bool:
+    """429s that waiting cannot fix: the deep-paging limit, and (on downloads) the cap."""
+    if response.status_code != 429:
+        return False
+    if "retry-after" not in response.headers and not retry_bare_429:
+        return True
+    return "cursor" in _error_text(response)[0].lower()
+
+
+def _error_text(response: httpx.Response) -> tuple[str, dict[str, Any]]:
+    """The ``error``/``message`` of a JSON error body, or a short plain-text excerpt."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("error", "message") if isinstance(body.get(k), str)]
+        return ": ".join(dict.fromkeys(parts)) or response.reason_phrase, body
+    if is_html(response):
+        return "an HTML page instead of an API answer", {}
+    text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+    return text or response.reason_phrase or f"HTTP {response.status_code}", {}
+
+
+@dataclass(frozen=True)
+class DownloadLink:
+    """A resolved, short-lived link to a file's bytes on the storage host.
+
+    ``url`` is secret-bearing (a presigned signature): never print it; use ``safe_url``.
+    """
+
+    url: str
+    version_id: int
+    file_id: int | None
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"DownloadLink({self.safe_url!r}, version_id={self.version_id})"
+
+
+class Client:
+    """A Civitai API client. Thread-safe; close it (or use ``with``) when done.
+
+    Args:
+        base_url: API origin, default from ``settings`` (``CIVITAI_BASE_URL``, config).
+        token: API token, default from ``settings`` (``CIVITAI_API_TOKEN``, config).
+        settings: merged settings; read from the environment and config when omitted.
+        timeout: connect/read timeout in seconds for API calls.
+        retry: retry policy for transient failures.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        settings: Settings | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        settings = settings or load_settings()
+        self.base_url = (base_url or settings.base_url).rstrip("/")
+        self._token = token if token is not None else settings.token
+        self.retry = retry or RetryPolicy()
+        if urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise UsageError(f"base URL must start with http:// or https://: {self.base_url!r}")
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, token={'set' if self._token else 'unset'})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self._token)
+
+    # -- transport -------------------------------------------------------------------
+
+    def _headers_for(self, url: str) -> dict[str, str]:
+        if self._token and _origin(url) == _origin(self.base_url):
+            return {"Authorization": f"Bearer {self._token}"}
+        return {}
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json_body: object = None,
+        retry_bare_429: bool = True,
+    ) -> httpx.Response:
+        """Send with retries; return the first non-retryable or the last response.
+
+        ``retry_bare_429=False`` treats a 429 without ``Retry-After`` as final: on the
+        download endpoint that is the daily download cap, which no wait fixes.
+
+        Raises:
+            NetworkError: the connection failed on every try.
+        """
+        last_response: httpx.Response | None = None
+        problem = ""
+        for attempt in range(self.retry.attempts):
+            retry_after = None
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    params=httpx.QueryParams(tuple(params or ())),
+                    json=json_body,
+                    headers=self._headers_for(url),
+                )
+            except httpx.TransportError as exc:
+                last_response = None
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except httpx.HTTPError as exc:
+                raise NetworkError(f"request to {redact_url(url)} failed: {exc}", url=url) from exc
+            else:
+                if response.status_code not in RETRYABLE_STATUS or _is_final_429(
+                    response, retry_bare_429=retry_bare_429
+                ):
+                    return response
+                last_response = response
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if retry_after is not None and retry_after > self.retry.max_wait:
+                    return response
+            if attempt + 1 < self.retry.attempts:
+                time.sleep(self.retry.delay(attempt, retry_after))
+        if last_response is not None:
+            return last_response
+        raise NetworkError(
+            f"cannot reach {redact_url(url)} after {self.retry.attempts} tries ({problem})",
+            url=url,
+            hint="check your connection and run the command again",
+        )
+
+    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        text, _ = _error_text(response)
+        url = str(response.request.url)
+        if status == 400:
+            raise UsageError(f"Civitai rejected the request for {what}: {text}", url=url)
+        if status == 401:
+            raise AuthError(
+                f"Civitai refused {what}: {text}", url=url, status=status, hint=TOKEN_HINT
+            )
+        if status == 403:
+            raise AuthError(f"access to {what} is forbidden: {text}", url=url, status=status)
+        if status == 404:
+            raise NotFoundError(text if text != "Not Found" else f"{what} not found", url=url)
+        if status == 410:
+            raise NotDownloadableError(f"{what} is gone: {text}", url=url, status=status)
+        if status == 429:
+            if "cursor" in text.lower():
+                raise UsageError(f"{text} (page * limit must stay within 1000)", url=url)
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            raise RateLimitError(
+                f"Civitai is rate limiting requests for {what}: {text}",
+                url=url,
+                status=status,
+                hint=f"try again in {wait:.0f} s" if wait else "try again later",
+            )
+        raise NetworkError(
+            f"Civitai failed to answer {what}: HTTP {status} {text}",
+            url=url,
+            status=status,
+            hint="the service may be down; try again later",
+        )
+
+    def _get_json(self, path: str, what: str, params: list[tuple[str, str]] | None = None) -> Any:
+        response = self._send("GET", self.base_url + path, params=params)
+        return self._decode(response, what)
+
+    def _decode(self, response: httpx.Response, what: str) -> Any:
+        self._raise_for_status(response, what)
+        if response.status_code >= 300 or is_html(response):
+            raise ResponseError(
+                f"unexpected answer for {what}: HTTP {response.status_code} "
+                f"{response.headers.get('content-type', '')}".rstrip(),
+                url=str(response.request.url),
+            )
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ResponseError(
+                f"Civitai sent malformed JSON for {what}",
+                url=str(response.request.url),
+                hint="the service may be having trouble; try again later",
+            ) from exc
+
+    # -- metadata --------------------------------------------------------------------
+
+    def get_model(self, model_id: int) -> Model:
+        """``GET /api/v1/models/{id}``.
+
+        Raises:
+            NotFoundError: no such model (Civitai's message, e.g. "No model with id 0").
+        """
+        model = Model.from_json(self._get_json(f"/api/v1/models/{model_id}", f"model {model_id}"))
+        if model is None:
+            raise ResponseError(f"Civitai's answer for model {model_id} has no model in it")
+        return model
+
+    def get_version(self, version_id: int) -> Version:
+        """``GET /api/v1/model-versions/{id}`` (includes model id, name and type)."""
+        what = f"model version {version_id}"
+        version = Version.from_json(self._get_json(f"/api/v1/model-versions/{version_id}", what))
+        if version is None:
+            raise ResponseError(f"Civitai's answer for {what} has no version in it")
+        return version
+
+    def get_version_by_hash(self, digest: str) -> Version:
+        """``GET /api/v1/model-versions/by-hash/{hash}``; any stored hash type works.
+
+        Raises:
+            NotFoundError: Civitai knows no file with that hash.
+        """
+        what = f"hash {digest}"
+        try:
+            doc = self._get_json(f"/api/v1/model-versions/by-hash/{digest}", what)
+        except NotFoundError as exc:
+            raise NotFoundError(f"no model on Civitai has a file with hash {digest}") from exc
+        version = Version.from_json(doc)
+        if version is None:
+            raise ResponseError(f"Civitai's answer for {what} has no version in it")
+        return version
+
+    def versions_by_hashes(self, sha256s: Sequence[str]) -> tuple[HashMatch, ...]:
+        """Identify many files at once (``POST /api/v1/model-versions/by-hash/ids``).
+
+        Sends batches of up to 10,000 SHA256 digests; unknown digests are absent from
+        the answer.
+        """
+        matches: list[HashMatch] = []
+        for start in range(0, len(sha256s), BY_HASH_BATCH):
+            batch = [digest.upper() for digest in sha256s[start : start + BY_HASH_BATCH]]
+            response = self._send(
+                "POST", self.base_url + "/api/v1/model-versions/by-hash/ids", json_body=batch
+            )
+            matches.extend(HashMatch.parse_all(self._decode(response, "a hash lookup")))
+        return tuple(matches)
+
+    def list_models(self, **filters: Any) -> ModelPage:
+        """One page of ``GET /api/v1/models``; keyword names as in :data:`MODEL_FILTERS`.
+
+        Lists (``types``, ``base_models``) repeat the parameter; ``ids`` is joined with
+        commas; booleans are sent as ``true``/``false``.
+
+        Raises:
+            UsageError: an unknown filter name, or Civitai rejected a value (400).
+        """
+        return ModelPage.from_json(
+            self._get_json("/api/v1/models", "the model list", _model_params(filters))
+        )
+
+    def iter_models(self, *, max_items: int | None = None, **filters: Any) -> Iterator[Model]:
+        """Every model matching ``filters``, following cursors page by page.
+
+        Cursor paging never trips Civitai's ``page * limit <= 1000`` limit, so this
+        reaches any depth. ``page`` is not allowed here.
+        """
+        if "page" in filters:
+            raise UsageError("iter_models pages by cursor; do not pass page")
+        filters.setdefault("limit", 100 if max_items is None else max(1, min(max_items, 100)))
+        seen = 0
+        while True:
+            page = self.list_models(**filters)
+            for model in page.items:
+                if max_items is not None and seen >= max_items:
+                    return
+                seen += 1
+                yield model
+            if not page.next_cursor or not page.items:
+                return
+            filters["cursor"] = page.next_cursor
+
+    # -- downloads -------------------------------------------------------------------
+
+    def resolve_download(
+        self,
+        version_id: int,
+        *,
+        file_id: int | None = None,
+        what: str | None = None,
+    ) -> DownloadLink:
+        """Ask ``/api/download/models/{version}`` for a presigned link to the bytes.
+
+        Args:
+            version_id: the model version.
+            file_id: the exact file (``?fileId=``); without it Civitai picks its
+                preferred file.
+            what: how to name the file in error messages.
+
+        Raises:
+            AuthError: no or invalid token (with how to set one), or a login page.
+            EarlyAccessError: the version is in Early Access.
+            NotDownloadableError: archived (410) or downloads disabled by the creator.
+            NotFoundError: no such version or file.
+            RateLimitError: the daily download limit.
+        """
+        what = what or f"the download of version {version_id}"
+        params = [("fileId", str(file_id))] if file_id is not None else None
+        url = f"{self.base_url}/api/download/models/{version_id}"
+        response = self._send("GET", url, params=params, retry_bare_429=False)
+        if response.is_redirect and response.headers.get("location"):
+            location = str(response.url.join(response.headers["location"]))
+            if _origin(location) == _origin(self.base_url) and "login" in location.lower():
+                raise AuthError(
+                    f"Civitai wants you to log in to download {what}", url=url, hint=TOKEN_HINT
+                )
+            return DownloadLink(location, version_id, file_id)
+        self._raise_download_refusal(response, what)
+        raise ResponseError(
+            f"Civitai answered the download request for {what} with HTTP "
+            f"{response.status_code} and no link",
+            url=url,
+        )
+
+    def _raise_download_refusal(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        text, body = _error_text(response)
+        url = str(response.request.url)
+        if is_html(response):
+            raise AuthError(
+                f"Civitai sent a login page instead of {what}", url=url, hint=TOKEN_HINT
+            )
+        if status == 401 and "disabled" in text.lower():
+            raise NotDownloadableError(
+                f"the creator has disabled downloads of {what}", url=url, status=status
+            )
+        if status == 401:
+            hint = (
+                "your token was not accepted; check CIVITAI_API_TOKEN"
+                if self._token
+                else TOKEN_HINT
+            )
+            raise AuthError(
+                f"Civitai requires a logged-in API token to download {what}",
+                url=url,
+                status=status,
+                hint=hint,
+            )
+        if status == 403 and (body.get("deadline") or "early access" in text.lower()):
+            deadline = body.get("deadline") if isinstance(body.get("deadline"), str) else None
+            until = f" until {deadline[:10]}" if deadline else ""
+            raise EarlyAccessError(
+                f"{what} is in Early Access{until}",
+                deadline=deadline,
+                url=url,
+                status=status,
+                hint="buy early access on civitai.com with the account of your token, "
+                "or wait until it ends",
+            )
+        if status == 410:
+            raise NotDownloadableError(
+                f"{what} is archived on Civitai and cannot be downloaded", url=url, status=status
+            )
+        if status == 429:
+            raise RateLimitError(
+                f"Civitai refused {what}: {text}",
+                url=url,
+                status=status,
+                hint="the daily download limit resets after 24 hours; try again tomorrow",
+            )
+        self._raise_for_status(response, what)
+
+
+def _model_params(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    for name, value in filters.items():
+        if value is None:
+            continue
+        try:
+            key = MODEL_FILTERS[name]
+        except KeyError:
+            raise UsageError(
+                f"unknown model filter {name!r}; known: {', '.join(MODEL_FILTERS)}"
+            ) from None
+        if isinstance(value, bool):
+            params.append((key, "true" if value else "false"))
+        elif name == "ids":
+            items = [value] if isinstance(value, (int, str)) else value
+            params.append((key, ",".join(str(v) for v in items)))
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            params.extend((key, str(v)) for v in value)
+        else:
+            params.append((key, str(value)))
+    return params
