@@ -29,16 +29,25 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def commit(temporary: Path, final: Path) -> None:
-    """Flush ``temporary`` to disk and atomically rename it to ``final``."""
-    with temporary.open("rb+") as handle:
-        os.fsync(handle.fileno())
+def commit(temporary: Path, final: Path, *, durable: bool = True) -> None:
+    """Atomically rename ``temporary`` to ``final``, flushing it to disk first if durable.
+
+    ``durable=False`` skips the fsyncs: for small bookkeeping files rewritten often
+    while a big file is being written, where an fsync would wait for the big file's
+    write-back too.
+    """
+    if durable:
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
     temporary.replace(final)
-    _fsync_dir(final.parent)
+    if durable:
+        _fsync_dir(final.parent)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + rename).
+
+    ``durable`` as in :func:`commit`.
 
     Raises:
         CivitError: the folder is not writable or the disk is full; nothing is left
@@ -50,7 +59,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        commit(temporary, path)
+        commit(temporary, path, durable=durable)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise CivitError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -10,7 +10,7 @@ malformed into ``None`` rather than an exception. The untouched document is kept
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from civit.errors import IntegrityError
@@ -23,6 +23,7 @@ __all__ = [
     "Model",
     "ModelPage",
     "Version",
+    "as_json",
 ]
 
 #: Civitai's hash types, in the order civit reports them; lower-case is civit's spelling.
@@ -153,7 +154,6 @@ class Hashes:
         return tuple(checked)
 
 
-
 @dataclass(frozen=True)
 class File:
     """One downloadable file of a version."""
@@ -169,10 +169,17 @@ class File:
     download_url: str | None = None
     primary: bool = False
     version_id: int | None = None
+    model_type: str | None = None
 
     @classmethod
-    def from_json(cls, data: object, *, version_id: int | None = None) -> File | None:
-        """Parse one entry of ``files[]``; ``None`` if it has no usable id."""
+    def from_json(
+        cls, data: object, *, version_id: int | None = None, model_type: str | None = None
+    ) -> File | None:
+        """Parse one entry of ``files[]``; ``None`` if it has no usable id.
+
+        ``version_id`` and ``model_type`` come from the enclosing version, so a file
+        alone knows where it belongs.
+        """
         doc = _mapping(data)
         file_id = _int(doc.get("id"))
         if file_id is None:
@@ -190,6 +197,7 @@ class File:
             download_url=_str(doc.get("downloadUrl")),
             primary=doc.get("primary") is True,
             version_id=version_id,
+            model_type=model_type,
         )
 
     @property
@@ -228,13 +236,17 @@ class Version:
         if version_id is None:
             return None
         model = _mapping(doc.get("model"))
-        files = (File.from_json(f, version_id=version_id) for f in _list(doc.get("files")))
+        model_type = _str(model.get("type")) or (parent.type if parent else None)
+        files = (
+            File.from_json(f, version_id=version_id, model_type=model_type)
+            for f in _list(doc.get("files"))
+        )
         return cls(
             id=version_id,
             name=_str(doc.get("name")) or str(version_id),
             model_id=_int(doc.get("modelId")) or (parent.id if parent else None),
             model_name=_str(model.get("name")) or (parent.name if parent else None),
-            model_type=_str(model.get("type")) or (parent.type if parent else None),
+            model_type=model_type,
             base_model=_str(doc.get("baseModel")),
             published_at=_str(doc.get("publishedAt")),
             created_at=_str(doc.get("createdAt")),
@@ -360,3 +372,14 @@ class HashMatch:
             if version_id is not None and digest:
                 matches.append(cls(digest.upper(), version_id, _int(doc.get("modelId"))))
         return tuple(matches)
+
+
+def as_json(record: object) -> Any:
+    """A record as plain JSON data (the normalised form, without the ``raw`` document)."""
+    if is_dataclass(record) and not isinstance(record, type):
+        if isinstance(record, Hashes):
+            return record.as_dict()
+        return {f.name: as_json(getattr(record, f.name)) for f in fields(record) if f.name != "raw"}
+    if isinstance(record, (tuple, list)):
+        return [as_json(item) for item in record]
+    return record

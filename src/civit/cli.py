@@ -1,0 +1,328 @@
+"""The ``civit`` command line: parse, call the library, render. No behaviour lives here.
+
+Human output (progress, messages) goes to stderr; ``--json`` documents go to stdout.
+Every :class:`civit.errors.CivitError` becomes one ``civit: error: ...`` line and its
+exit code; tracebacks only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import click
+
+from civit import records
+from civit._version import VERSION
+from civit.api import Client
+from civit.config import Settings, config_path, load_settings
+from civit.errors import CivitError
+from civit.refs import Ref, parse_ref
+from civit.select import describe_file
+
+
+@dataclass
+class App:
+    """Per-invocation state: global flags, merged settings, one lazily made client."""
+
+    overrides: dict[str, object]
+    verbose: bool = False
+    _settings: Settings | None = None
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.overrides)
+        return self._settings
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(settings=self.settings)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def echo_json(document: object) -> None:
+    """Print one JSON document on stdout."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def say(message: str) -> None:
+    """A human message on stderr."""
+    click.echo(message, err=True)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Docs and examples: README.md. Exit codes: 0 ok, 1 error, 2 usage, 3 auth, "
+    "4 not found, 5 network, 6 rate limited, 7 integrity.",
+)
+@click.version_option(VERSION, "-V", "--version", prog_name="civit")
+@click.option(
+    "--base-url",
+    metavar="URL",
+    help="Civitai origin (default https://civitai.com; env CIVITAI_BASE_URL).",
+)
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="API token (default: env CIVITAI_API_TOKEN or the config file). Never printed.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, base_url: str | None, token: str | None, verbose: bool) -> None:
+    """Download, verify and identify Civitai models for Stable Diffusion WebUIs.
+
+    \b
+    Examples:
+      civit info 827184                         what is model 827184?
+      civit get 827184 --root ~/ComfyUI         newest version into models/checkpoints
+      civit get urn:air:sdxl:lora:civitai:328553@368189 --root ~/stable-diffusion-webui
+      civit search "detail" --type LORA --base-model "SDXL 1.0"
+    """
+    app = App({"base_url": base_url, "token": token}, verbose=verbose)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+# -- info ---------------------------------------------------------------------------
+
+
+def _short_hashes(file: records.File) -> str:
+    digests = file.hashes.as_dict()
+    shown = [f"{name.upper()} {digests[name][:10]}" for name in ("sha256",) if name in digests]
+    return "  ".join(shown)
+
+
+def _render_version(version: records.Version, *, newest: bool) -> list[str]:
+    header = f"  {version.name}  #{version.id}"
+    details = [d for d in (version.base_model, version.date) if d]
+    if details:
+        header += "  " + "  ".join(details)
+    if newest:
+        header += "  (newest)"
+    lines = [header]
+    if not version.files:
+        lines.append("      no downloadable files (archived or removed)")
+    for file in version.files:
+        marker = "*" if file.primary else " "
+        lines.append(f"    {marker} {describe_file(file)}  {_short_hashes(file)}".rstrip())
+    return lines
+
+
+def render_model(model: records.Model, *, only_version: int | None = None) -> str:
+    """The human ``civit info`` text for a model (or one of its versions)."""
+    by = f", by {model.creator}" if model.creator else ""
+    lines = [f"{model.name}  ({model.type or 'unknown type'}{by})", model.url]
+    if model.tags:
+        lines.append("tags: " + ", ".join(model.tags))
+    if model.archived:
+        lines.append("ARCHIVED: this model's files are no longer downloadable")
+    lines.append("versions (* = primary file):")
+    for index, version in enumerate(model.versions):
+        if only_version is None or version.id == only_version:
+            lines.extend(_render_version(version, newest=index == 0))
+    return "\n".join(lines)
+
+
+def _model_for(client: Client, ref: Ref) -> tuple[records.Model, int | None]:
+    if ref.hash is not None:
+        version = client.get_version_by_hash(ref.hash)
+        assert version.model_id is not None
+        return client.get_model(version.model_id), version.id
+    if ref.model_id is None:
+        assert ref.version_id is not None
+        version = client.get_version(ref.version_id)
+        if version.model_id is None:
+            raise CivitError(f"Civitai did not say which model version {version.id} belongs to")
+        return client.get_model(version.model_id), version.id
+    return client.get_model(ref.model_id), ref.version_id
+
+
+@cli.command()
+@click.argument("ref")
+@json_option
+@pass_app
+def info(app: App, ref: str, as_json: bool) -> int:
+    """Show a model, its versions and files.
+
+    REF is a model id (827184), model@version (827184@2514310), a civitai.com URL, an
+    AIR (urn:air:sdxl:checkpoint:civitai:827184@2514310) or a SHA256/AutoV2 hash.
+    """
+    parsed = parse_ref(ref)
+    model, version_id = _model_for(app.client, parsed)
+    if version_id is not None and not any(v.id == version_id for v in model.versions):
+        raise CivitError(f"model {model.id} has no version {version_id}")
+    if as_json:
+        echo_json(records.as_json(model))
+    else:
+        click.echo(render_model(model, only_version=version_id))
+    return 0
+
+
+# -- search -------------------------------------------------------------------------
+
+
+def _newest_base_model(model: records.Model) -> str:
+    return (model.versions[0].base_model or "") if model.versions else ""
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("--type", "types", multiple=True, metavar="TYPE", help="Model type, repeatable.")
+@click.option("--base-model", "base_models", multiple=True, metavar="B", help="Repeatable.")
+@click.option("--tag", help="Only models with this tag.")
+@click.option("--username", help="Only models by this creator.")
+@click.option("--sort", help='e.g. "Highest Rated", "Most Downloaded", "Newest".')
+@click.option("--period", type=click.Choice(["AllTime", "Year", "Month", "Week", "Day"]))
+@click.option("--nsfw", is_flag=True, default=None, help="Include mature content.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def search(
+    app: App,
+    query: str | None,
+    types: tuple[str, ...],
+    base_models: tuple[str, ...],
+    tag: str | None,
+    username: str | None,
+    sort: str | None,
+    period: str | None,
+    nsfw: bool | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    """Search Civitai's models (cursor-paged, so any --limit works)."""
+    models = list(
+        app.client.iter_models(
+            max_items=limit,
+            query=query,
+            types=list(types) or None,
+            base_models=list(base_models) or None,
+            tag=tag,
+            username=username,
+            sort=sort,
+            period=period,
+            nsfw=nsfw,
+        )
+    )
+    if as_json:
+        echo_json([records.as_json(model) for model in models])
+        return 0
+    if not models:
+        say("no models found")
+        return 0
+    rows = [
+        (
+            str(m.id),
+            m.name,
+            m.type or "",
+            _newest_base_model(m),
+            f"{m.download_count:,}" if m.download_count is not None else "",
+            m.creator or "",
+        )
+        for m in models
+    ]
+    click.echo(format_table(("ID", "NAME", "TYPE", "BASE", "DOWNLOADS", "CREATOR"), rows))
+    return 0
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces; long cells are cut with an ellipsis."""
+    limit = 48
+    cells = [[c if len(c) <= limit else c[: limit - 1] + "…" for c in row] for row in rows]
+    table = [list(header), *cells]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# -- config -------------------------------------------------------------------------
+
+
+@cli.group()
+def config() -> None:
+    """Show where settings come from (flag > env > config file > default)."""
+
+
+@config.command("path")
+def config_path_command() -> int:
+    """Print the config file's path."""
+    click.echo(str(config_path()))
+    return 0
+
+
+@config.command("show")
+@json_option
+@pass_app
+def config_show(app: App, as_json: bool) -> int:
+    """Print the effective settings; the token is shown only as set/unset."""
+    settings = app.settings
+    values: dict[str, object] = {
+        "config_file": str(config_path()),
+        "base_url": settings.base_url,
+        "token": "set" if settings.token else "unset",
+        "root": str(settings.root) if settings.root else None,
+        "layout": settings.layout,
+        "connections": settings.connections,
+        "jobs": settings.jobs,
+        "stall_timeout": settings.stall_timeout,
+        "mirror": settings.mirror,
+        "store": str(settings.store) if settings.store else None,
+    }
+    if as_json:
+        echo_json({"settings": values, "sources": dict(settings.sources)})
+        return 0
+    for name, value in values.items():
+        source = settings.sources.get(name)
+        suffix = f"  ({source})" if source else ""
+        click.echo(f"{name:14} {'' if value is None else value}{suffix}")
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run ``civit`` and exit with its documented code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        code = cli.main(args=args, prog_name="civit", standalone_mode=False)
+    except click.exceptions.Abort:
+        say("civit: interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CivitError as exc:
+        if verbose:
+            traceback.print_exc()
+        say(f"civit: error: {exc}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        say("civit: interrupted; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if verbose:
+            traceback.print_exc()
+        say(f"civit: internal error: {type(exc).__name__}: {exc} (run with --verbose)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["cli", "main", "render_model"]
