@@ -1,0 +1,218 @@
+"""Choose one file of a version, and say why.
+
+Rules, in order:
+
+1. ``file_id`` names the file exactly and wins over every other filter.
+2. Without filters, the version's primary file (the first file if none is marked).
+3. With filters (``type``, ``format``, ``fp``, ``size``; case-insensitive exact matches,
+   ``format`` also takes the aliases in :data:`FORMAT_ALIASES`), the matching files are
+   ranked: the primary file first, then SafeTensor over other formats, then pruned over
+   full, then fp16 over other precisions; ties keep Civitai's order.
+
+No match raises :class:`~civit.errors.NotDownloadableError` listing the files that exist,
+each described by :func:`describe_file`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from civit.errors import NotDownloadableError
+from civit.fsutil import human_bytes
+from civit.records import File, Model, Version
+
+__all__ = [
+    "FORMAT_ALIASES",
+    "Selection",
+    "describe_file",
+    "explain_selection",
+    "newest_version",
+    "select_file",
+]
+
+#: Lower-case spellings users type for Civitai's ``metadata.format`` values.
+FORMAT_ALIASES = {
+    "safetensors": "SafeTensor",
+    "safetensor": "SafeTensor",
+    "ckpt": "PickleTensor",
+    "pickle": "PickleTensor",
+    "pickletensor": "PickleTensor",
+    "pt": "PickleTensor",
+    "gguf": "GGUF",
+}
+
+# Tie-breakers among matching files, strongest first: (what is preferred, test).
+_PREFERENCES: tuple[tuple[str, Callable[[File], bool]], ...] = (
+    ("the primary file", lambda file: file.primary),
+    ("SafeTensor", lambda file: (file.format or "").lower() == "safetensor"),
+    ("pruned", lambda file: (file.size or "").lower() == "pruned"),
+    ("fp16", lambda file: (file.fp or "").lower() == "fp16"),
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen file and the reasons for choosing it, one short sentence each."""
+
+    file: File
+    reasons: tuple[str, ...]
+
+
+def select_file(
+    version: Version,
+    *,
+    type: str | None = None,
+    format: str | None = None,
+    fp: str | None = None,
+    size: str | None = None,
+    file_id: int | None = None,
+) -> File:
+    """Pick the file of ``version`` to download (rules in the module docstring).
+
+    Args:
+        version: the version whose files to choose from.
+        type: Civitai file type, e.g. ``Model``, ``Pruned Model``, ``VAE``.
+        format: ``SafeTensor``, ``PickleTensor``, ``GGUF``... or an alias such as
+            ``safetensors`` or ``ckpt``.
+        fp: precision, e.g. ``fp16``, ``bf16``, ``fp8``.
+        size: ``pruned`` or ``full``.
+        file_id: exact file id; overrides every other filter.
+
+    Returns:
+        The chosen file.
+
+    Raises:
+        NotDownloadableError: the version has no files, or none matches.
+    """
+    return explain_selection(
+        version, type=type, format=format, fp=fp, size=size, file_id=file_id
+    ).file
+
+
+def explain_selection(
+    version: Version,
+    *,
+    type: str | None = None,
+    format: str | None = None,
+    fp: str | None = None,
+    size: str | None = None,
+    file_id: int | None = None,
+) -> Selection:
+    """Like :func:`select_file`, but also return why that file was chosen (``--explain``).
+
+    Args:
+        version: the version whose files to choose from.
+        type: Civitai file type filter.
+        format: file format filter (aliases accepted).
+        fp: precision filter.
+        size: ``pruned``/``full`` filter.
+        file_id: exact file id; overrides every other filter.
+
+    Returns:
+        The chosen file with the reasons, in the order the rules applied.
+
+    Raises:
+        NotDownloadableError: the version has no files, or none matches.
+    """
+    primary = version.primary_file
+    if primary is None:
+        raise NotDownloadableError(
+            f"{_version_label(version)} has no downloadable files (archived or removed)",
+            hint="pick another version, or check the model page on civitai.com",
+        )
+    if file_id is not None:
+        for file in version.files:
+            if file.id == file_id:
+                return Selection(file, (f"file id {file_id} requested",))
+        raise _no_match(version, f"has id {file_id}")
+    filters = {
+        "type": type,
+        "format": FORMAT_ALIASES.get(format.lower(), format) if format else None,
+        "fp": fp,
+        "size": size,
+    }
+    wanted = {key: value for key, value in filters.items() if value}
+    if not wanted:
+        why = "the primary file" if primary.primary else "the first file (none is primary)"
+        return Selection(primary, (f"no filters given: {why} of {len(version.files)}",))
+    shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
+    matches = [f for f in version.files if _matches(f, wanted)]
+    if not matches:
+        raise _no_match(version, f"matches {shown}")
+    ranked = sorted(matches, key=_rank)  # sorted() is stable: ties keep Civitai's order
+    chosen = ranked[0]
+    reasons = [f"{len(matches)} of {len(version.files)} files match {shown}"]
+    reasons += [_why_preferred(chosen, other) for other in ranked[1:]]
+    return Selection(chosen, tuple(reasons))
+
+
+def newest_version(model: Model) -> Version:
+    """The newest version of ``model`` (Civitai lists versions newest first).
+
+    Args:
+        model: a model as returned by the API.
+
+    Returns:
+        Its first version.
+
+    Raises:
+        NotDownloadableError: the model has no versions.
+    """
+    if not model.versions:
+        raise NotDownloadableError(
+            f"model {model.id} ({model.name}) has no versions",
+            url=model.url,
+            hint="it may be unpublished or taken down",
+        )
+    return model.versions[0]
+
+
+def describe_file(file: File) -> str:
+    """One line naming a file and what sets it apart from its siblings.
+
+    >>> describe_file(File(id=2402203, name="wai_v160.safetensors", type="Model",
+    ...     format="SafeTensor", size="pruned", fp="fp16", size_kb=6775429.5, primary=True))
+    '2402203 wai_v160.safetensors (Model, SafeTensor, pruned, fp16, 6.46 GiB, primary)'
+    """
+    approx = file.approx_bytes
+    traits = [
+        file.type,
+        file.format,
+        file.size,
+        file.fp,
+        human_bytes(approx) if approx is not None else None,
+        "primary" if file.primary else None,
+    ]
+    details = ", ".join(t for t in traits if t)
+    return f"{file.id} {file.name} ({details})" if details else f"{file.id} {file.name}"
+
+
+def _version_label(version: Version) -> str:
+    if version.model_name:
+        return f"{version.model_name} {version.name}"
+    return f"version {version.id} ({version.name})"
+
+
+def _no_match(version: Version, what: str) -> NotDownloadableError:
+    available = "; ".join(describe_file(f) for f in version.files)
+    return NotDownloadableError(
+        f"no file of {_version_label(version)} {what}; available: {available}",
+        hint="pick one with --type/--format/--fp/--size, or a download URL with ?fileId=N",
+    )
+
+
+def _matches(file: File, wanted: dict[str, str]) -> bool:
+    return all((getattr(file, key) or "").lower() == value.lower() for key, value in wanted.items())
+
+
+def _rank(file: File) -> tuple[bool, ...]:
+    # False sorts first, so each element says "lacks this preference".
+    return tuple(not prefers(file) for _, prefers in _PREFERENCES)
+
+
+def _why_preferred(chosen: File, other: File) -> str:
+    for preferred, prefers in _PREFERENCES:
+        if prefers(chosen) != prefers(other):
+            return f"over {other.id} {other.name}: {preferred} preferred"
+    return f"over {other.id} {other.name}: listed first by Civitai"
