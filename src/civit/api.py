@@ -37,6 +37,8 @@ from civit.errors import (
     redact_url,
 )
 from civit.records import HashMatch, Model, ModelPage, Version
+from civit.refs import Ref
+from civit.select import newest_version
 
 __all__ = ["USER_AGENT", "Client", "DownloadLink", "RetryPolicy", "is_html"]
 
@@ -371,6 +373,33 @@ class Client:
         if version is None:
             raise ResponseError(f"Civitai's answer for {what} has no version in it")
         return version
+
+    def get_version_for(self, ref: Ref, *, full: bool = False) -> Version:
+        """The version ``ref`` names: the pinned one, the hash's, or the model's newest.
+
+        Args:
+            ref: a parsed reference.
+            full: for a model ref, fetch the newest version's own record too (it adds
+                ``air`` and the ``model`` summary, as ``.civitai.info`` sidecars want).
+
+        Raises:
+            NotFoundError: unknown model, version or hash.
+            UsageError: the version belongs to another model than the ref says.
+        """
+        if ref.hash is not None:
+            return self.get_version_by_hash(ref.hash)
+        if ref.version_id is not None:
+            version = self.get_version(ref.version_id)
+            if ref.model_id is not None and version.model_id not in (None, ref.model_id):
+                raise UsageError(
+                    f"version {ref.version_id} belongs to model {version.model_id}, "
+                    f"not {ref.model_id}",
+                    hint=f"use {version.model_id}@{ref.version_id}",
+                )
+            return version
+        assert ref.model_id is not None
+        version = newest_version(self.get_model(ref.model_id))
+        return self.get_version(version.id) if full else version
 
     def versions_by_hashes(self, sha256s: Sequence[str]) -> tuple[HashMatch, ...]:
         """Identify many files at once (``POST /api/v1/model-versions/by-hash/ids``).
