@@ -191,9 +191,11 @@ def test_download_refusals(
 
 
 def test_download_without_token_is_auth_error_with_a_hint(fake: FakeCivitai) -> None:
-    with Client(base_url=fake.url, token="", retry=FAST) as anonymous:
-        with pytest.raises(AuthError) as info:
-            anonymous.resolve_download(368189)
+    with (
+        Client(base_url=fake.url, token="", retry=FAST) as anonymous,
+        pytest.raises(AuthError) as info,
+    ):
+        anonymous.resolve_download(368189)
     assert info.value.exit_code == 3
     assert "CIVITAI_API_TOKEN" in str(info.value)
 

@@ -1,5 +1,79 @@
-"""civit: fast, verified, resumable Civitai model downloads."""
+"""civit: fast, verified, resumable Civitai model downloads into WebUI folders.
+
+>>> import civit
+>>> client = civit.Client()                               # doctest: +SKIP
+>>> version = client.get_version_for(civit.parse_ref("827184"))  # doctest: +SKIP
+>>> file = civit.select_file(version, fp="fp16")          # doctest: +SKIP
+>>> civit.download(file, root="ComfyUI", layout="comfyui", client=client)  # doctest: +SKIP
+
+``civit.testing.FakeCivitai`` is a loopback fake of the service for your own tests.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from civit._version import VERSION as __version__
+from civit.api import Client, DownloadLink, RetryPolicy
+from civit.config import Settings, load_settings
+from civit.download import DownloadResult, download, get, plan_target, write_info_sidecar
+from civit.errors import (
+    AuthError,
+    CivitError,
+    DiskSpaceError,
+    EarlyAccessError,
+    IntegrityError,
+    ManifestError,
+    NetworkError,
+    NotDownloadableError,
+    NotFoundError,
+    RateLimitError,
+    ResponseError,
+    UsageError,
+)
+from civit.hashing import Digester, HashCache, hash_file
+from civit.layout import detect_layout, safe_filename
+from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
+from civit.refs import Ref, parse_ref
+from civit.select import Selection, explain_selection, newest_version, select_file
+
+__all__ = [
+    "AuthError",
+    "CivitError",
+    "Client",
+    "Digester",
+    "DiskSpaceError",
+    "DownloadLink",
+    "DownloadResult",
+    "EarlyAccessError",
+    "File",
+    "HashCache",
+    "HashMatch",
+    "Hashes",
+    "IntegrityError",
+    "ManifestError",
+    "Model",
+    "ModelPage",
+    "NetworkError",
+    "NotDownloadableError",
+    "NotFoundError",
+    "RateLimitError",
+    "Ref",
+    "ResponseError",
+    "RetryPolicy",
+    "Selection",
+    "Settings",
+    "UsageError",
+    "Version",
+    "__version__",
+    "detect_layout",
+    "download",
+    "explain_selection",
+    "get",
+    "hash_file",
+    "load_settings",
+    "newest_version",
+    "parse_ref",
+    "plan_target",
+    "safe_filename",
+    "select_file",
+    "write_info_sidecar",
+]

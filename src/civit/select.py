@@ -3,7 +3,9 @@
 Rules, in order:
 
 1. ``file_id`` names the file exactly and wins over every other filter.
-2. Without filters, the version's primary file (the first file if none is marked).
+2. Without filters, the version's primary file (the first file if none is marked) —
+   unless it is training data, which is never what "the model" means: then the first
+   other file, and if there is none, an error suggesting ``--type "Training Data"``.
 3. With filters (``type``, ``format``, ``fp``, ``size``; case-insensitive exact matches,
    ``format`` also takes the aliases in :data:`FORMAT_ALIASES`), the matching files are
    ranked: the primary file first, then SafeTensor over other formats, then pruned over
@@ -41,6 +43,8 @@ FORMAT_ALIASES = {
     "pt": "PickleTensor",
     "gguf": "GGUF",
 }
+
+TRAINING_DATA = "Training Data"
 
 # Tie-breakers among matching files, strongest first: (what is preferred, test).
 _PREFERENCES: tuple[tuple[str, Callable[[File], bool]], ...] = (
@@ -134,8 +138,7 @@ def explain_selection(
     }
     wanted = {key: value for key, value in filters.items() if value}
     if not wanted:
-        why = "the primary file" if primary.primary else "the first file (none is primary)"
-        return Selection(primary, (f"no filters given: {why} of {len(version.files)}",))
+        return _default_file(version, primary)
     shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
     matches = [f for f in version.files if _matches(f, wanted)]
     if not matches:
@@ -145,6 +148,20 @@ def explain_selection(
     reasons = [f"{len(matches)} of {len(version.files)} files match {shown}"]
     reasons += [_why_preferred(chosen, other) for other in ranked[1:]]
     return Selection(chosen, tuple(reasons))
+
+
+def _default_file(version: Version, primary: File) -> Selection:
+    count = len(version.files)
+    if (primary.type or "").lower() != TRAINING_DATA.lower():
+        why = "the primary file" if primary.primary else "the first file (none is primary)"
+        return Selection(primary, (f"no filters given: {why} of {count}",))
+    models = [f for f in version.files if (f.type or "").lower() != TRAINING_DATA.lower()]
+    if not models:
+        raise NotDownloadableError(
+            f"{_version_label(version)} has only training data, no model file",
+            hint=f'pass --type "{TRAINING_DATA}" to download it anyway',
+        )
+    return Selection(models[0], (f"the primary file is {TRAINING_DATA}; first model file",))
 
 
 def newest_version(model: Model) -> Version:

@@ -1,0 +1,5 @@
+"""``python -m civit`` runs the command line."""
+
+from civit.cli import main
+
+main()
