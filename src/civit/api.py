@@ -195,7 +195,7 @@ class Client:
         settings = settings or load_settings()
         self.base_url = (base_url or settings.base_url).rstrip("/")
         self._token = token if token is not None else settings.token
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy(attempts=settings.retries)
         if urlsplit(self.base_url).scheme not in ("http", "https"):
             raise UsageError(f"base URL must start with http:// or https://: {self.base_url!r}")
         self._http = httpx.Client(

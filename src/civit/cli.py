@@ -451,6 +451,7 @@ def config_show(app: App, as_json: bool) -> int:
         "connections": settings.connections,
         "jobs": settings.jobs,
         "stall_timeout": settings.stall_timeout,
+        "retries": settings.retries,
         "mirror": settings.mirror,
         "store": str(settings.store) if settings.store else None,
     }

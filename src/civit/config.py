@@ -10,6 +10,7 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     connections = 8
     jobs = 4
     stall_timeout = 30
+    retries = 5              # tries per request before giving up (env CIVIT_RETRIES)
     mirror = "http://cache.local/{sha256}"
     store = "~/models-store"
 """
@@ -44,6 +45,7 @@ ENVIRONMENT = {
     "layout": ("CIVIT_LAYOUT",),
     "mirror": ("CIVIT_MIRROR",),
     "store": ("CIVIT_STORE",),
+    "retries": ("CIVIT_RETRIES",),
 }
 
 
@@ -62,6 +64,7 @@ class Settings:
     connections: int | None = None
     jobs: int = 4
     stall_timeout: float = 30.0
+    retries: int = 5
     mirror: str | None = None
     store: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -90,6 +93,7 @@ _CONVERTERS: dict[str, Any] = {
     "connections": int,
     "jobs": int,
     "stall_timeout": float,
+    "retries": int,
     "mirror": str,
     "store": lambda v: Path(str(v)).expanduser(),
 }
@@ -100,7 +104,7 @@ def _convert(name: str, value: object, source: str) -> object:
         converted = _CONVERTERS[name](value)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid value {value!r} for {name} ({source})") from exc
-    if name in ("connections", "jobs") and converted < 1:
+    if name in ("connections", "jobs", "retries") and converted < 1:
         raise UsageError(f"{name} must be at least 1, got {value!r} ({source})")
     return converted
 

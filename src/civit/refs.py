@@ -16,7 +16,7 @@ Accepted forms (surrounding whitespace is ignored)::
 
 URLs may omit the scheme, carry ``www.``, a trailing slash, any slug and any extra query
 keys; hosts are ``civitai.com`` and ``civitai.red`` (and ``api.civitai.com`` for API and
-download paths, with or without the ``/api`` prefix). Ids are 1 to 12 digits and positive.
+download paths, with or without the ``/api`` prefix). Ids are 1 to 12 digits.
 
 An 8- or 10-digit hash made only of digits would read as a model id; prefix it with
 ``hash:`` (or its algorithm, e.g. ``autov2:``) to say it is a hash. ``str(ref)`` does so.
@@ -46,7 +46,9 @@ _HASH_LENGTHS = frozenset({8, 10, 12, 64})
 _HASH_PREFIXES = ("hash", *HASH_ALGORITHMS)
 
 _MAX_ID_DIGITS = 12
-_ID = rf"0*[1-9][0-9]{{0,{_MAX_ID_DIGITS - 1}}}"
+# Zero is a well-formed id: Civitai itself answers "No model with id 0" (exit 4), and
+# that is the clearer message for a user who typed it.
+_ID = rf"0*[0-9]{{1,{_MAX_ID_DIGITS}}}"
 _ID_FORM = re.compile(rf"(?P<model>{_ID})?(?:@(?P<version>{_ID}))?", re.ASCII)
 _HASH_FORM = re.compile(
     rf"(?:(?P<prefix>{'|'.join(_HASH_PREFIXES)}):)?(?P<hex>[0-9a-f]+)", re.ASCII | re.IGNORECASE
@@ -73,7 +75,7 @@ class Ref:
     ``str(ref)`` leaves them out.
 
     Raises:
-        UsageError: if the fields do not name exactly one target, an id is not positive,
+        UsageError: if the fields do not name exactly one target, an id is negative or too long,
             or the hash is not hex of a length Civitai uses.
     """
 
@@ -89,8 +91,8 @@ class Ref:
     def __post_init__(self) -> None:
         for name in ("model_id", "version_id", "file_id"):
             value = getattr(self, name)
-            if value is not None and not 0 < value < 10**_MAX_ID_DIGITS:
-                raise UsageError(f"{name} must be a positive id of at most 12 digits: {value}")
+            if value is not None and not 0 <= value < 10**_MAX_ID_DIGITS:
+                raise UsageError(f"{name} must be an id of at most 12 digits: {value}")
         if self.hash is not None:
             if self.model_id is not None or self.version_id is not None:
                 raise UsageError("a hash ref cannot also name a model or version id")
@@ -139,7 +141,7 @@ def parse_ref(text: str) -> Ref:
     if ids and (ids["model"] or ids["version"]):
         return Ref(model_id=_to_int(ids["model"]), version_id=_to_int(ids["version"]))
     if stripped.isascii() and stripped.isdigit():
-        raise _rejection(text, "ids are positive numbers of at most 12 digits")
+        raise _rejection(text, "ids are numbers of at most 12 digits")
     digest = _HASH_FORM.fullmatch(stripped)
     if digest and len(digest["hex"]) in _HASH_LENGTHS:
         return Ref(hash=digest["hex"])
@@ -164,7 +166,7 @@ def _to_int(digits: str | None) -> int | None:
 
 def _id(text: str, value: str | None, what: str) -> int:
     if value is None or not re.fullmatch(_ID, value, re.ASCII):
-        raise _rejection(text, f"{what} must be a positive number of at most 12 digits")
+        raise _rejection(text, f"{what} must be a number of at most 12 digits")
     return int(value)
 
 
