@@ -581,10 +581,15 @@ class _Transfer:
         return min(unfinished) if unfinished else self.state.size
 
     def _hash_follow(self, fd: int, digester: Digester) -> None:
-        """Hash the file front to back, never past the contiguous written frontier."""
+        """Hash the file front to back, never past the contiguous written frontier.
+
+        Blocks are read back from the page cache into two alternating buffers, so the
+        next read overlaps the hashing of the previous block.
+        """
         assert self.state is not None
-        buffer = bytearray(HASH_BLOCK)
-        view = memoryview(buffer)
+        buffers = (memoryview(bytearray(HASH_BLOCK)), memoryview(bytearray(HASH_BLOCK)))
+        which = 0
+        pending = False
         position = 0
         size = self.state.size
         try:
@@ -596,12 +601,18 @@ class _Transfer:
                         return
                     limit = self._frontier()
                 while position < limit:
-                    want = min(HASH_BLOCK, limit - position)
-                    count = os.preadv(fd, [view[:want]], position)
+                    block = buffers[which][: min(HASH_BLOCK, limit - position)]
+                    count = os.preadv(fd, [block], position)
                     if count <= 0:
                         raise OSError(errno.EIO, f"short read from {self.part}")
-                    digester.update(view[:count])
+                    if pending:
+                        digester.wait()
+                    digester.submit(block[:count])
+                    pending = True
+                    which ^= 1
                     position += count
+            if pending:
+                digester.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._fail(exc)
 

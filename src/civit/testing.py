@@ -564,6 +564,7 @@ def _write_big(path: Path, size: int, seed: int) -> dict[str, str]:
     prefix, remaining = _safetensors_prefix(size, seed)
     rng = random.Random(seed)
     digester = Digester()
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as stream:
         stream.write(prefix)
         digester.update(prefix)
