@@ -420,10 +420,26 @@ def test_file_changing_while_hashed_is_not_cached(tmp_path: Path, cache: HashCac
     assert cache.lookup(path, ["sha256"]) is not None
 
 
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_devices_are_hashed_but_never_cached(cache: HashCache) -> None:
+    empty = hashlib.sha256(b"").hexdigest().upper()
+    assert hash_file("/dev/null", cache=cache) == {"sha256": empty}
+    assert cache.lookup("/dev/null", ["sha256"]) is None
+
+
 def test_inode_numbers_beyond_signed_64_bit(cache: HashCache) -> None:
     stat = os.stat_result((0o100644, 2**64 - 5, 2**63 + 1, 1, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 7, 0))
     cache.store(stat, {"sha256": HELLO_SHA256})
     assert cache.lookup(stat, ["sha256"]) == {"sha256": HELLO_SHA256}
+
+
+def test_a_failing_statement_does_not_wipe_the_cache(tmp_path: Path, cache: HashCache) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(HELLO)
+    hash_file(path, cache=cache)
+    without_mtime_ns = os.stat_result((0o100644, 5, 5, 1, 0, 0, 1, 0, 0, 0))
+    cache.store(without_mtime_ns, {"sha256": HELLO_SHA256})  # NOT NULL fails, silently
+    assert cache.lookup(path, ["sha256"]) == {"sha256": HELLO_SHA256}
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
@@ -474,14 +490,19 @@ def test_default_cache_follows_civit_cache_dir(
 
 WRITER = textwrap.dedent(
     """
-    import sys
+    import os, sys, time
     from pathlib import Path
     from civit.hashing import HashCache, hash_file
 
-    folder, database = Path(sys.argv[1]), sys.argv[2]
+    folder, database, writer = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    while not (folder.parent / "go").exists():  # start all writers together
+        time.sleep(0.005)
     with HashCache(database) as cache:
         for path in sorted(folder.iterdir()):
             hash_file(path, ["sha256", "crc32"], cache=cache)
+        for inode in range(1, 301):  # rows for made-up files: many small transactions
+            stat = os.stat_result((0o100644, inode, writer, 1, 0, 0, 1, *[0] * 9))
+            cache.store(stat, {"crc32": f"{writer:04X}{inode:04X}"})
     """
 )
 
@@ -496,15 +517,21 @@ def test_concurrent_processes_share_one_cache(tmp_path: Path) -> None:
             (folder / f"{index}.bin").write_bytes(f"{writer}/{index}".encode())
         folders.append(folder)
     processes = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(database)])
-        for folder in folders
+        subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(database), str(writer)])
+        for writer, folder in enumerate(folders)
     ]
+    (tmp_path / "go").touch()
     assert [process.wait(timeout=30) for process in processes] == [0, 0, 0, 0]
     with HashCache(database) as cache:
         for folder in folders:
             for path in folder.iterdir():
                 expected = hashlib.sha256(path.read_bytes()).hexdigest().upper()
                 assert cache.lookup(path, ["sha256"]) == {"sha256": expected}
+        for writer in range(4):
+            for inode in (1, 150, 300):
+                stat = os.stat_result((0o100644, inode, writer, 1, 0, 0, 1, *[0] * 9))
+                assert cache.lookup(stat, ["crc32"]) == {"crc32": f"{writer:04X}{inode:04X}"}
     check = sqlite3.connect(database)
     assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert check.execute("SELECT count(*) FROM digests_v1").fetchone() == (4 * 40 + 4 * 300,)
     check.close()

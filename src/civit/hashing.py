@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from types import TracebackType
 from typing import TypeVar
 
@@ -175,13 +176,13 @@ class _Workers:
         self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
-        self.closed = False
+        self._closed = False
         weakref.finalize(self, _stop, self._inboxes.values())
 
     def submit(self, batches: list[_Batch]) -> None:
         """Hand ``batches[i]`` to lane ``i``."""
         with self._lock:
-            if self.closed:
+            if self._closed:
                 raise ValueError("update() on a closed Digester")
             for lane, batch in enumerate(batches):
                 if batch:
@@ -211,7 +212,7 @@ class _Workers:
 
     def close(self) -> None:
         with self._lock:
-            self.closed = True
+            self._closed = True
             _stop(self._inboxes.values())
         # Queued batches run before the stop marker, so a caller's buffer is free after this.
         for thread in self._threads:
@@ -265,6 +266,7 @@ class Digester:
         heavy = [name for name, hasher in hashers.items() if hasher is not None]
         lanes = _plan_lanes(heavy, _usable_cpus() if threads is None else threads)
         self._lane_of = {name: index for index, lane in enumerate(lanes) for name in lane}
+        self._lane_count = len(lanes)
         self._workers = _Workers(lanes) if threads != 0 else None
         self._closed = False
 
@@ -309,7 +311,7 @@ class Digester:
             for update, data in tasks.values():
                 update(data)
             return
-        batches: list[_Batch] = [[] for _ in range(max(self._lane_of.values(), default=0) + 1)]
+        batches: list[_Batch] = [[] for _ in range(self._lane_count)]
         for name, task in tasks.items():
             batches[self._lane_of[name]].append(task)
         self._workers.submit(batches)
@@ -433,9 +435,19 @@ def _signed64(value: int) -> int:
 
 
 def _cache_key(stat: os.stat_result) -> _CacheKey | None:
-    if not stat.st_ino:  # no stable file identity on this filesystem
+    # Pipes and devices have no stable content; st_ino 0 means no stable identity.
+    if not S_ISREG(stat.st_mode) or not stat.st_ino:
         return None
     return (_signed64(stat.st_dev), _signed64(stat.st_ino), stat.st_size, stat.st_mtime_ns)
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    """Whether SQLite said "not a database" or "disk image is malformed".
+
+    Those come as plain ``DatabaseError``; its subclasses mean a lock, a full disk, a
+    constraint or a bug, none of which justifies deleting the cache.
+    """
+    return type(exc) is sqlite3.DatabaseError
 
 
 class HashCache:
@@ -600,13 +612,12 @@ class HashCache:
                 return None
             try:
                 return operation(connection)
-            except sqlite3.OperationalError:  # locked past the timeout, disk full, read-only
-                return None
-            except sqlite3.DatabaseError:  # corruption found mid-use
-                connection.close()
-                self._connection = None
-                with contextlib.suppress(sqlite3.Error, OSError, filelock.Timeout):
-                    self._rebuild()
+            except sqlite3.Error as exc:  # locked past the timeout, disk full, read-only...
+                if _is_corrupt(exc):
+                    connection.close()
+                    self._connection = None
+                    with contextlib.suppress(sqlite3.Error, OSError, filelock.Timeout):
+                        self._rebuild()
                 return None
 
     def _open(self) -> sqlite3.Connection | None:
@@ -615,9 +626,9 @@ class HashCache:
         try:
             try:
                 self._connection = self._connect()
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError:  # not a database: garbage, truncated, foreign
+            except sqlite3.Error as exc:
+                if not _is_corrupt(exc):
+                    raise
                 self._rebuild()
                 self._connection = self._connect()
         except (sqlite3.Error, OSError, filelock.Timeout):
@@ -658,10 +669,10 @@ class HashCache:
                 return bool(probe.execute("PRAGMA quick_check").fetchall() == [("ok",)])
             finally:
                 probe.close()
-        except sqlite3.OperationalError:
+        except sqlite3.Error as exc:
+            if _is_corrupt(exc):
+                return False
             raise
-        except sqlite3.DatabaseError:
-            return False
 
 
 # --------------------------------------------------------------------------- files
@@ -767,7 +778,8 @@ def _hash_one(
                 if progress is not None:
                     progress(before.st_size)
                 return FileDigests(path, cached, before.st_size, cached=True)
-            if hasattr(os, "posix_fadvise"):  # doubles read-ahead on a cold cache
+            if hasattr(os, "posix_fadvise") and S_ISREG(before.st_mode):
+                # Doubles read-ahead when the file is not in the page cache yet.
                 os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             with Digester(wanted) as digester:
                 size = _feed(stream, digester, progress, block_size)
