@@ -31,6 +31,18 @@ from civit.errors import (
 )
 from civit.hashing import Digester, HashCache, hash_file
 from civit.layout import detect_layout, safe_filename
+from civit.manifest import (
+    EntryResult,
+    InstallReport,
+    Lock,
+    LockedFile,
+    Manifest,
+    install,
+    load_lock,
+    load_manifest,
+    lock,
+    write_manifest,
+)
 from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
 from civit.refs import Ref, parse_ref
 from civit.select import Selection, explain_selection, newest_version, select_file
@@ -44,11 +56,16 @@ __all__ = [
     "DownloadLink",
     "DownloadResult",
     "EarlyAccessError",
+    "EntryResult",
     "File",
     "HashCache",
     "HashMatch",
     "Hashes",
+    "InstallReport",
     "IntegrityError",
+    "Lock",
+    "LockedFile",
+    "Manifest",
     "ManifestError",
     "Model",
     "ModelPage",
@@ -69,11 +86,16 @@ __all__ = [
     "explain_selection",
     "get",
     "hash_file",
+    "install",
+    "load_lock",
+    "load_manifest",
     "load_settings",
+    "lock",
     "newest_version",
     "parse_ref",
     "plan_target",
     "safe_filename",
     "select_file",
     "write_info_sidecar",
+    "write_manifest",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from civit import manifest as manifests
 from civit import records
 from civit._version import VERSION
 from civit.api import Client
@@ -26,7 +27,7 @@ from civit.config import Settings, config_path, load_settings
 from civit.download import DownloadResult
 from civit.download import get as get_ref
 from civit.errors import CivitError
-from civit.fsutil import human_bytes
+from civit.fsutil import atomic_write, human_bytes
 from civit.layout import detect_layout, resolve_layout
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file
@@ -419,6 +420,195 @@ def describe_result(result: DownloadResult) -> str:
         f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.1f} s, "
         f"{human_bytes(rate)}/s{resumed}; verified {checked})"
     )
+
+
+# -- manifests ----------------------------------------------------------------------
+
+
+class TotalBar:
+    """One tqdm bar over every byte a parallel install fetches; silent off a terminal."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.disable: bool | None = True if quiet else None
+        self.lock = threading.Lock()
+        self.bar: tqdm | None = None
+
+    def update(self, done: int, total: int) -> None:
+        with self.lock:
+            if self.bar is None:
+                self.bar = tqdm(
+                    total=total,
+                    desc="install",
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    file=sys.stderr,
+                    disable=self.disable,
+                    dynamic_ncols=True,
+                )
+            if self.bar.total != total:
+                self.bar.total = total
+            self.bar.update(done - self.bar.n)
+
+    def message(self, text: str) -> None:
+        """Print a line above the bar without tearing it."""
+        with self.lock:
+            if self.bar is None or self.bar.disable:
+                say(text)
+            else:
+                tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.bar is not None:
+                self.bar.close()
+
+
+manifest_option = click.option(
+    "-f",
+    "--file",
+    "manifest_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("civit.toml"),
+    show_default=True,
+    help="The manifest; its lock is beside it (civit.toml -> civit.lock).",
+)
+
+
+def describe_lock_change(before: manifests.Lock | None, after: manifests.Lock) -> list[str]:
+    """Lines naming the lock entries that are new or resolve differently than before."""
+    old = {(f.ref, f.dest): f for f in before.files} if before else {}
+    lines = []
+    for locked in after.files:
+        previous = old.get((locked.ref, locked.dest))
+        now = f"version {locked.version_id}, file {locked.file_id}"
+        if previous is None:
+            lines.append(f"  + {locked.ref}: {now} -> {locked.dest}")
+        elif (previous.version_id, previous.file_id) != (locked.version_id, locked.file_id):
+            lines.append(
+                f"  ~ {locked.ref}: version {previous.version_id} -> {locked.version_id} "
+                f"(file {locked.file_id})"
+            )
+    return lines
+
+
+@cli.command("lock")
+@manifest_option
+@click.option("--upgrade", is_flag=True, help="Move unpinned entries to their newest version.")
+@pass_app
+def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
+    """Resolve civit.toml into civit.lock: version, file, SHA256, destination.
+
+    Entries without a version pin keep the version the lock already has; --upgrade
+    moves them to the newest. Commit civit.lock and install with --frozen in CI.
+    """
+    manifest = manifests.load_manifest(manifest_path)
+    before = manifests.load_lock(manifest.lock_path)
+    after = manifests.lock(manifest, upgrade=upgrade, settings=app.settings)
+    if before == after:
+        say(f"{manifest.lock_path.name} is up to date ({len(after.files)} files)")
+        return 0
+    say(f"wrote {manifest.lock_path} ({len(after.files)} files)")
+    for line in describe_lock_change(before, after):
+        say(line)
+    return 0
+
+
+def describe_entry(result: manifests.EntryResult) -> str:
+    """One line for an installed or failed entry."""
+    if result.status == "failed":
+        return f"civit: error: {result.ref}: {result.error}"
+    sources = {"civitai": " from Civitai", "mirror": " from the mirror", "store": " from the store"}
+    via = sources.get(result.source or "", "")
+    if result.link == "linked":
+        via += ", hardlinked"
+    size = human_bytes(result.size) if result.size is not None else "?"
+    return f"installed {result.path} ({size}{via}, {result.seconds:.1f} s)"
+
+
+@cli.command("install")
+@manifest_option
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Install civit.lock exactly: no metadata calls; fail if it is missing or stale.",
+)
+@click.option("--upgrade", is_flag=True, help="Re-lock unpinned entries to their newest version.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Files at once (default 4).")
+@click.option("--connections", type=click.IntRange(1, 32), help="Connections per file.")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Content-addressed store; files are hardlinked from it (env CIVIT_STORE).",
+)
+@click.option(
+    "--mirror",
+    metavar="URL_TEMPLATE",
+    help="Try this first, e.g. http://cache.local/{sha256} (env CIVIT_MIRROR).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSON report: per entry status, path, bytes, seconds, digests.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
+@pass_app
+def install_command(
+    app: App,
+    manifest_path: Path,
+    frozen: bool,
+    upgrade: bool,
+    jobs: int | None,
+    connections: int | None,
+    store: Path | None,
+    mirror: str | None,
+    report: Path | None,
+    quiet: bool,
+) -> int:
+    """Install every file of civit.toml (locking it first unless --frozen), in parallel.
+
+    Present files cost a stat; missing ones are fetched, verified and placed. A failed
+    entry does not stop the others; the exit code is the worst one seen.
+
+    \b
+    Examples:
+      civit install                           lock if needed, then install
+      civit install --frozen --jobs 8         CI: exactly what civit.lock says
+      civit install --frozen --store ~/.cache/civit-store --report install.json
+    """
+    bar = TotalBar(quiet=quiet)
+
+    def finished(result: manifests.EntryResult) -> None:
+        if result.status == "failed" or (result.status == "installed" and not quiet):
+            bar.message(describe_entry(result))
+
+    try:
+        outcome = manifests.install(
+            manifest_path,
+            frozen=frozen,
+            upgrade=upgrade,
+            settings=app.settings,
+            jobs=jobs,
+            connections=connections,
+            store=store,
+            mirror=mirror,
+            progress=bar.update,
+            on_result=finished,
+        )
+    finally:
+        bar.close()
+    if report is not None:
+        document = json.dumps(outcome.as_json(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write(report, document.encode())
+    if outcome.lock_written:
+        say(f"wrote {outcome.lock_path}")
+    failed = outcome.count("failed")
+    say(
+        f"{len(outcome.results)} files: {outcome.count('installed')} installed, "
+        f"{outcome.count('present')} already present, {failed} failed "
+        f"({outcome.seconds:.2f} s)" + (f"; exit {outcome.exit_code}" if failed else "")
+    )
+    return outcome.exit_code
 
 
 # -- config -------------------------------------------------------------------------

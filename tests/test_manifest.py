@@ -1,0 +1,526 @@
+"""civit.toml, civit.lock, `civit lock` and `civit install` against FakeCivitai.
+
+Mirrors are plain loopback static servers (``http.server``), as a CI cache would be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import civit
+from civit import Client, ManifestError, RetryPolicy
+from civit.cli import main
+from civit.manifest import (
+    Lock,
+    LockedFile,
+    check_mirror_template,
+    load_manifest,
+    mirror_url,
+    write_lock,
+)
+from civit.testing import FakeCivitai
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+ENGINE = {"retry_base": 0.01, "stall_timeout": 2.0}
+
+SIX = [
+    "827184",  # checkpoint, newest version (2514310)
+    "328553",  # LoRA
+    "7808",  # embedding (a "Negative" file)
+    "23906",  # VAE
+    "147759",  # upscaler
+    "urn:air:sdxl:checkpoint:civitai:827184@2300001",  # the older checkpoint, pinned by AIR
+]
+SIX_PATHS = {
+    2402203: "models/checkpoints/waiIllustriousSDXL_v160.safetensors",
+    3000001: "models/loras/add-detail-xl.safetensors",
+    3000002: "models/embeddings/easynegative.safetensors",
+    3000003: "models/vae/kl-f8-anime2.safetensors",
+    3000004: "models/upscale_models/4x-UltraSharp.pt",
+    2300101: "models/checkpoints/waiIllustriousSDXL_v150.safetensors",
+}
+COMFY = {"root": "ComfyUI", "layout": "comfyui"}
+
+
+@pytest.fixture
+def client(fake: FakeCivitai) -> Iterator[Client]:
+    with Client(base_url=fake.url, token=fake.token, retry=FAST) as api:
+        yield api
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+def six_manifest(project: Path) -> civit.Manifest:
+    return civit.write_manifest(project / "civit.toml", SIX, settings=COMFY)
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """``civit ARGS`` in-process through the real entry point, against the fake."""
+    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
+    monkeypatch.setenv("CIVITAI_API_TOKEN", fake.token)
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(list(args))
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err
+        code = exit_.value.code
+        return Run(code if isinstance(code, int) else 1, captured.out, captured.err)
+
+    return run
+
+
+# -- the manifest ------------------------------------------------------------------
+
+
+def test_manifest_parses_settings_and_entries(project: Path) -> None:
+    (project / "civit.toml").write_text(
+        """
+# models for the render farm
+[settings]
+root = "ComfyUI"
+layout = "comfyui"
+jobs = 3
+connections = 4
+store = "store"
+mirror = "http://cache.local/{sha256}"
+
+[[model]]
+ref = "827184@2514310"
+fp = "fp32"
+size = "full"
+
+[[model]]
+ref = "urn:air:sdxl:lora:civitai:328553@368189"
+dest = "models/loras/style"
+name = "detail.safetensors"
+"""
+    )
+    manifest = load_manifest(project / "civit.toml")
+    settings = manifest.settings
+    assert settings.root == project / "ComfyUI"
+    assert settings.store == project / "store"
+    assert (settings.layout, settings.jobs, settings.connections) == ("comfyui", 3, 4)
+    first, second = manifest.entries
+    assert (first.parsed.model_id, first.parsed.version_id) == (827184, 2514310)
+    assert (first.fp, first.size, first.line) == ("fp32", "full", 11)
+    assert second.dest == project / "ComfyUI/models/loras/style"  # relative to root
+    assert (second.name, second.index, second.line) == ("detail.safetensors", 2, 16)
+    assert manifest.lock_path == project / "civit.lock"
+    assert manifest.content_hash.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('[[model]]\nref = "1"\n\n[[model]]\nref = "328553"\nfb = "fp16"\n',
+         ":4: [[model]] #2 (328553): unknown key 'fb'"),
+        ('[[model]]\nref = "328553"\nfp = 16\n',
+         "[[model]] #1 (328553): fp must be a non-empty string"),
+        ('[[model]]\nref = "328553"\nsize = "tiny"\n', "size must be pruned or full"),
+        ('[[model]]\nfp = "fp16"\n', ":1: [[model]] #1: ref is required"),
+        ('[[model]]\nref = "not a ref!"\n', "[[model]] #1 (not a ref!): not a model reference"),
+        ('[[model]]\nref = "1"\nname = "../x.pt"\n', "is not a plain file name"),
+        ("[settings]\njobs = 0\n", ":1: [settings]: jobs must be a whole number from 1 to 64"),
+        ("[settings]\nconnections = true\n", "connections must be a whole number"),
+        ('[settings]\nlayout = "invokeai"\n', "unknown layout 'invokeai'"),
+        ('[settings]\nmirror = "http://cache/models"\n', "it has no {sha256}"),
+        ('[setings]\nroot = "x"\n', "top level: unknown key 'setings'"),
+        ("[[model]\nref = 1\n", "invalid TOML"),
+    ],
+)  # fmt: skip
+def test_manifest_errors_name_the_entry_and_line(project: Path, body: str, expected: str) -> None:
+    path = project / "civit.toml"
+    path.write_text(body)
+    with pytest.raises(ManifestError) as error:
+        load_manifest(path)
+    assert expected in str(error.value)
+    assert error.value.exit_code == 2
+
+
+def test_missing_manifest_says_how_to_start(project: Path) -> None:
+    with pytest.raises(ManifestError, match=r"no manifest at .*civit\.toml"):
+        load_manifest(project / "civit.toml")
+
+
+def test_manifest_hash_ignores_formatting_and_tuning(project: Path) -> None:
+    path = project / "civit.toml"
+    path.write_text('[settings]\nroot = "C"\n\n[[model]]\nref = "1"\nfp = "fp16"\n')
+    original = load_manifest(path).content_hash
+    path.write_text(
+        '# a comment\n[settings]\njobs = 8\nroot   =   "C"  # where\n'
+        'mirror = "http://m/{sha256}"\n[[model]]\nfp = "fp16"\nref = "1"\n'
+    )
+    assert load_manifest(path).content_hash == original
+    path.write_text('[settings]\nroot = "C"\n\n[[model]]\nref = "1"\nfp = "fp32"\n')
+    assert load_manifest(path).content_hash != original
+
+
+def test_mirror_templates() -> None:
+    sha = "AB" * 32
+    assert mirror_url("http://c/{sha256}", sha256=sha, name="x") == "http://c/" + "ab" * 32
+    assert mirror_url("http://c/{SHA256}/{name}", sha256=sha, name="a b") == (
+        f"http://c/{sha}/a%20b"
+    )
+    for bad in ("ftp://c/{sha256}", "http://c/{md5}", "http://c/{sha256", "http://c/x"):
+        with pytest.raises(civit.UsageError):
+            check_mirror_template(bad)
+
+
+# -- the lock ----------------------------------------------------------------------
+
+
+def test_lock_resolves_every_entry_in_order(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = six_manifest(project)
+    lock = civit.lock(manifest, client=client)
+    assert [f.file_id for f in lock.files] == list(SIX_PATHS)
+    assert [f.dest for f in lock.files] == [f"ComfyUI/{p}" for p in SIX_PATHS.values()]
+    checkpoint = lock.files[0]
+    assert (checkpoint.model_id, checkpoint.version_id, checkpoint.type) == (
+        827184,
+        2514310,
+        "Checkpoint",
+    )
+    assert checkpoint.sha256 == fake.file(2402203).sha256.upper()
+    assert checkpoint.blake3 == fake.file(2402203).digests["blake3"].upper()
+    assert checkpoint.size is None  # not seen yet: only Civitai's rounded size_kb
+    assert checkpoint.size_kb == pytest.approx(2_300_000 / 1024)
+    text = manifest.lock_path.read_text()
+    assert text.startswith("# Generated by `civit lock`")
+    assert "Do not edit" in text
+    assert Lock.loads(text) == lock
+    keys = [line.split(" = ")[0] for line in text.split("[[file]]")[1].strip().splitlines()]
+    assert keys == [
+        "ref", "model_id", "version_id", "file_id", "name",
+        "size_kb", "sha256", "blake3", "dest", "type",
+    ]  # fmt: skip
+    assert fake.token not in text and "sig=" not in text
+
+
+def test_an_unchanged_manifest_keeps_its_lock_without_asking_the_api(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = six_manifest(project)
+    first = civit.lock(manifest, client=client)
+    written = manifest.lock_path.stat().st_mtime_ns
+    fake.clear_log()
+    assert civit.lock(manifest, client=client) == first
+    assert fake.requests == []
+    assert manifest.lock_path.stat().st_mtime_ns == written
+
+
+def test_unpinned_entries_keep_their_locked_version_until_upgrade(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = civit.write_manifest(
+        project / "civit.toml", ["827184", "827184@2514310"], settings={"dest": "models"}
+    )
+    locked = civit.lock(manifest, client=client)
+    older = dataclasses.replace(locked.files[0], version_id=2300001, file_id=2300101)
+    write_lock(dataclasses.replace(locked, files=(older, locked.files[1])), manifest.lock_path)
+    # Editing the manifest makes the lock stale, so it is resolved again...
+    manifest = civit.write_manifest(
+        project / "civit.toml",
+        ["827184", "827184@2514310", "328553"],
+        settings={"dest": "models"},
+    )
+    relocked = civit.lock(manifest, client=client)
+    # ...but the unpinned entry keeps the version the lock had; pins resolve to the pin.
+    assert [f.version_id for f in relocked.files] == [2300001, 2514310, 368189]
+    assert relocked.files[0].file_id == 2300101
+    upgraded = civit.lock(manifest, client=client, upgrade=True)
+    assert [f.version_id for f in upgraded.files] == [2514310, 2514310, 368189]
+    assert civit.load_lock(manifest.lock_path) == upgraded
+
+
+def test_lock_refuses_two_entries_with_one_destination(client: Client, project: Path) -> None:
+    manifest = civit.write_manifest(
+        project / "civit.toml",
+        [{"ref": "827184@2514310"}, {"ref": "827184@2514310", "fp": "fp32"}],
+        settings={"dest": "models"},
+    )
+    with pytest.raises(ManifestError, match=r"#2 .* is also the destination of 827184@2514310"):
+        civit.lock(manifest, client=client)
+
+
+def test_lock_needs_somewhere_to_put_files(client: Client, project: Path) -> None:
+    manifest = civit.write_manifest(project / "civit.toml", ["328553"])
+    with pytest.raises(ManifestError, match="nowhere to put it") as error:
+        civit.lock(manifest, client=client)
+    assert "set root" in str(error.value)
+
+
+def test_resolution_errors_name_the_entry(fake: FakeCivitai, client: Client, project: Path) -> None:
+    manifest = civit.write_manifest(
+        project / "civit.toml", ["328553", "99001"], settings={"dest": "m"}
+    )
+    with pytest.raises(civit.NotDownloadableError, match=r"civit\.toml:7: \[\[model\]\] #2"):
+        civit.lock(manifest, client=client)
+    assert not manifest.lock_path.exists()
+
+
+def test_damaged_lock_is_an_error_that_names_the_fix(project: Path) -> None:
+    path = project / "civit.lock"
+    path.write_text('version = 1\nmanifest_hash = "sha256:x"\n[[file]]\nref = "1"\n')
+    with pytest.raises(ManifestError, match=r"damaged.*run `civit lock`"):
+        civit.load_lock(path)
+    path.write_text('version = 9\nmanifest_hash = "x"\n')
+    with pytest.raises(ManifestError, match="lock format version 9"):
+        civit.load_lock(path)
+    escaping = LockedFile("1", 1, 2, 3, "passwd", dest="x/../../etc/passwd/evil")
+    path.write_text(Lock("sha256:x", (escaping,)).dumps())
+    with pytest.raises(ManifestError, match="does not end in a safe name"):
+        civit.load_lock(path)
+
+
+# -- install -----------------------------------------------------------------------
+
+
+def test_lock_then_frozen_install_then_a_no_op(cli, fake: FakeCivitai, project: Path) -> None:
+    manifest = six_manifest(project)
+    toml = str(manifest.path)
+    locked = cli("lock", "-f", toml)
+    assert locked.code == 0, locked.err
+    assert "wrote" in locked.err and "+ 328553: version 368189" in locked.err
+
+    fake.clear_log()
+    first = cli("install", "-f", toml, "--frozen", "--jobs", "3")
+    assert first.code == 0, first.err
+    assert "6 files: 6 installed, 0 already present, 0 failed" in first.err
+    for file_id, relative in SIX_PATHS.items():
+        assert (project / "ComfyUI" / relative).read_bytes() == fake.file(file_id).content
+    api_paths = {r.path.rsplit("/", 1)[0] for r in fake.requests if r.origin == "api"}
+    assert api_paths == {"/api/download/models"}  # frozen: links only, no metadata
+
+    fake.clear_log()
+    again = cli("install", "-f", toml, "--frozen")
+    assert again.code == 0
+    assert "6 files: 0 installed, 6 already present, 0 failed" in again.err
+    assert fake.requests == []  # no API call and no CDN request
+
+    started = time.perf_counter()
+    report = civit.install(manifest, frozen=True)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, f"no-op install took {elapsed:.3f} s"
+    assert report.count("present") == 6 and report.exit_code == 0
+    assert fake.requests == []
+
+
+def test_frozen_refuses_a_stale_or_missing_lock(cli, client: Client, project: Path) -> None:
+    manifest = six_manifest(project)
+    missing = cli("install", "-f", str(manifest.path), "--frozen")
+    assert missing.code == 2
+    assert "run `civit lock` and commit civit.lock" in missing.err
+    civit.lock(manifest, client=client)
+    with manifest.path.open("a") as handle:
+        handle.write('\n[[model]]\nref = "147759"\nname = "upscaler-copy.pt"\n')
+    stale = cli("install", "-f", str(manifest.path), "--frozen")
+    assert stale.code == 2
+    assert "civit.lock is out of date: civit.toml changed" in stale.err
+    assert "run `civit lock` and commit civit.lock" in stale.err
+    assert not (project / "ComfyUI").exists()
+
+
+def test_one_corrupt_file_fails_with_7_and_the_others_install(
+    cli, fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = six_manifest(project)
+    civit.lock(manifest, client=client)
+    fake.set_faults(3000003, corrupt=True)  # the VAE
+    report_path = project / "install.json"
+    run = cli("install", "-f", str(manifest.path), "--frozen", "--report", str(report_path))
+    assert run.code == 7
+    assert "5 installed, 0 already present, 1 failed" in run.err
+    assert "SHA256 mismatch" in run.err and "23906" in run.err
+    report = json.loads(report_path.read_text())
+    assert report["exit_code"] == 7
+    assert report["summary"] == {"installed": 5, "present": 0, "failed": 1}
+    by_file = {entry["file_id"]: entry for entry in report["entries"]}
+    failed = by_file.pop(3000003)
+    assert (failed["status"], failed["exit_code"]) == ("failed", 7)
+    assert "SHA256 mismatch" in failed["error"]
+    assert not Path(failed["path"]).exists()
+    for file_id, entry in by_file.items():
+        assert entry["status"] == "installed"
+        assert entry["bytes"] == fake.file(file_id).length
+        assert entry["digests"]["sha256"] == fake.file(file_id).sha256.upper()
+        assert entry["source"] == "civitai"
+        assert entry["seconds"] >= 0
+        assert Path(entry["path"]).read_bytes() == fake.file(file_id).content
+    assert fake.token not in report_path.read_text()
+    assert fake.token not in manifest.lock_path.read_text()
+    assert "sig=" not in report_path.read_text()
+
+
+def test_install_without_frozen_locks_first_and_records_exact_sizes(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = civit.write_manifest(
+        project / "civit.toml", ["328553", "7808"], settings={"dest": "models"}
+    )
+    progress: list[tuple[int, int]] = []
+    report = civit.install(
+        manifest, client=client, progress=lambda *p: progress.append(p), **ENGINE
+    )
+    assert report.exit_code == 0 and report.lock_written
+    lock = civit.load_lock(manifest.lock_path)
+    assert lock is not None
+    assert [f.size for f in lock.files] == [200_000, 30_000]  # exact, learned from the bytes
+    assert progress[-1] == (230_000, 230_000)
+    fake.clear_log()
+    again = civit.install(manifest, client=client)
+    assert again.count("present") == 2 and not again.lock_written
+    assert fake.requests == []  # the lock was current: nothing to resolve, nothing to fetch
+
+
+def test_a_changed_local_file_is_fetched_again(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    manifest = civit.write_manifest(project / "civit.toml", ["328553"], settings={"dest": "m"})
+    civit.install(manifest, client=client, **ENGINE)
+    target = project / "m/add-detail-xl.safetensors"
+    target.write_bytes(b"x" * 200_000)  # same size, other bytes: only a hash can tell
+    report = civit.install(manifest, frozen=True, client=client, **ENGINE)
+    assert report.results[0].status == "installed"
+    assert target.read_bytes() == fake.file(3000001).content
+
+
+def test_twenty_files_no_op_is_fast(fake: FakeCivitai, client: Client, project: Path) -> None:
+    models = fake.add_synthetic_models(20)
+    manifest = civit.write_manifest(
+        project / "civit.toml", [str(m.id) for m in models], settings={"dest": "loras"}
+    )
+    assert civit.install(manifest, client=client, jobs=8, **ENGINE).count("installed") == 20
+    fake.clear_log()
+    started = time.perf_counter()
+    report = civit.install(project / "civit.toml", frozen=True)
+    elapsed = time.perf_counter() - started
+    assert report.count("present") == 20
+    assert elapsed < 0.5, f"{elapsed:.3f} s"
+    assert fake.requests == []
+
+
+# -- mirrors -----------------------------------------------------------------------
+
+
+class Mirror:
+    """A static file server on loopback serving ``folder``, logging request paths."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths: list[str] = []
+        mirror = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                mirror.paths.append(self.path)
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def template(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{{sha256}}"
+
+    def put(self, content: bytes, sha256: str) -> None:
+        (self.folder / sha256.lower()).write_bytes(content)
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Iterator[Mirror]:
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    server = Mirror(folder)
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def mirrored_manifest(project: Path, client: Client) -> civit.Manifest:
+    manifest = civit.write_manifest(
+        project / "civit.toml", ["328553", "7808", "23906"], settings={"dest": "models"}
+    )
+    civit.lock(manifest, client=client)
+    return manifest
+
+
+def test_files_come_from_the_mirror_when_it_has_them(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror
+) -> None:
+    manifest = mirrored_manifest(project, client)
+    for file_id in (3000001, 3000002, 3000003):
+        mirror.put(fake.file(file_id).content, fake.file(file_id).sha256)
+    fake.clear_log()
+    report = civit.install(manifest, frozen=True, client=client, mirror=mirror.template, **ENGINE)
+    assert report.exit_code == 0
+    assert [r.source for r in report.results] == ["mirror"] * 3
+    assert fake.requests == []  # not even a link from Civitai
+    assert len(mirror.paths) == 3
+    assert (project / "models/easynegative.safetensors").read_bytes() == fake.file(3000002).content
+
+
+def test_a_mirror_miss_or_a_bad_copy_falls_back_to_civitai(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror
+) -> None:
+    manifest = mirrored_manifest(project, client)
+    mirror.put(fake.file(3000001).content, fake.file(3000001).sha256)  # good copy
+    damaged = bytearray(fake.file(3000002).content)
+    damaged[1000] ^= 0xFF
+    mirror.put(bytes(damaged), fake.file(3000002).sha256)  # corrupt copy; 3000003 missing
+    fake.clear_log()
+    report = civit.install(manifest, frozen=True, client=client, mirror=mirror.template, **ENGINE)
+    assert report.exit_code == 0
+    lora, embedding, vae = report.results
+    assert (lora.source, embedding.source, vae.source) == ("mirror", "civitai", "civitai")
+    assert embedding.mirror_error is not None and "SHA256 mismatch" in embedding.mirror_error
+    assert vae.mirror_error is not None and "404" in vae.mirror_error
+    assert fake.cdn_requests(3000001) == []
+    assert fake.bytes_served(3000002) == 30_000 and fake.bytes_served(3000003) == 120_000
+    for result in report.results:
+        assert result.path.read_bytes() == fake.file(result.file_id or 0).content
+        assert not result.path.with_name(result.path.name + ".part").exists()
+    assert report.as_json()["entries"][1]["mirror_error"] == embedding.mirror_error
+
+
+def test_an_unreachable_mirror_falls_back_to_civitai(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror, monkeypatch
+) -> None:
+    manifest = mirrored_manifest(project, client)
+    dead = mirror.template
+    mirror.server.shutdown()
+    mirror.server.server_close()
+    monkeypatch.setenv("CIVIT_MIRROR", dead)  # the environment variable works too
+    report = civit.install(manifest, frozen=True, client=client, **ENGINE)
+    assert report.exit_code == 0
+    assert {r.source for r in report.results} == {"civitai"}
