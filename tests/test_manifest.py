@@ -260,6 +260,20 @@ def test_unpinned_entries_keep_their_locked_version_until_upgrade(
     assert civit.load_lock(manifest.lock_path) == upgraded
 
 
+def test_a_hash_ref_locks_the_file_with_that_hash(
+    fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    fp32 = fake.file(2402204)  # not the version's primary file
+    manifest = civit.write_manifest(
+        project / "civit.toml",
+        [fp32.sha256, {"ref": fp32.digests["autov2"], "name": "short.safetensors"}],
+        settings={"dest": "models"},
+    )
+    lock = civit.lock(manifest, client=client)
+    assert [f.file_id for f in lock.files] == [2402204, 2402204]
+    assert [f.version_id for f in lock.files] == [2514310, 2514310]
+
+
 def test_lock_refuses_two_entries_with_one_destination(client: Client, project: Path) -> None:
     manifest = civit.write_manifest(
         project / "civit.toml",

@@ -68,7 +68,7 @@ from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashing import HashCache, hash_file
 from civit.layout import LAYOUTS, Layout, LayoutChoice, resolve_layout, safe_filename
-from civit.records import File, Hashes, Version
+from civit.records import HASH_ALGORITHMS, File, Hashes, Version
 from civit.refs import Ref, parse_ref
 from civit.select import select_file
 from civit.store import LinkOutcome, Store, link_or_copy
@@ -694,8 +694,7 @@ class _Resolver:
                 except UsageError as exc:
                     raise ManifestError(
                         f"{self.manifest.path}: [settings]: {exc.message}",
-                        hint=f'set layout = "comfyui" (or {", ".join(LAYOUTS[:-1])}, flat) '
-                        "in [settings]",
+                        hint='set layout = "comfyui" (or "a1111", "swarmui", "flat") in [settings]',
                     ) from exc
             return self._layout
 
@@ -727,13 +726,14 @@ class _Resolver:
             version = self.version_for(entry)
             ref = entry.parsed
             filters = (entry.type, entry.format, entry.fp, entry.size)
+            file_id = ref.file_id if ref.hash is None else _file_with_hash(version, ref.hash)
             file = select_file(
                 version,
                 type=entry.type or ref.type,
                 format=entry.format or ref.format,
                 fp=entry.fp or ref.fp,
                 size=entry.size or ref.size,
-                file_id=ref.file_id if not any(filters) else None,
+                file_id=file_id if not any(filters) else None,
             )
             target = self.target_for(entry, file)
         except CivitError as exc:
@@ -756,6 +756,14 @@ class _Resolver:
             blake3=file.hashes.blake3,
             type=file.model_type or version.model_type,
         )
+
+
+def _file_with_hash(version: Version, digest: str) -> int | None:
+    """The id of the file a hash ref names (its version may hold several files)."""
+    for file in version.files:
+        if any(file.hashes.matches(algorithm, digest) for algorithm in HASH_ALGORITHMS):
+            return file.id
+    return None
 
 
 def _check_targets(manifest: Manifest, files: Sequence[LockedFile]) -> None:
