@@ -347,6 +347,21 @@ def test_lock_then_frozen_install_then_a_no_op(cli, fake: FakeCivitai, project: 
     assert fake.requests == []
 
 
+def test_lock_command_reports_changes_and_upgrades(cli, project: Path) -> None:
+    manifest = civit.write_manifest(project / "civit.toml", ["827184"], settings={"dest": "m"})
+    assert cli("lock", "-f", str(manifest.path)).code == 0
+    same = cli("lock", "-f", str(manifest.path))
+    assert (same.code, same.err.strip()) == (0, "civit.lock is up to date (1 file)")
+    lock = civit.load_lock(manifest.lock_path)
+    assert lock is not None
+    older = dataclasses.replace(lock.files[0], version_id=2300001, file_id=2300101)
+    write_lock(dataclasses.replace(lock, files=(older,)), manifest.lock_path)
+    upgraded = cli("lock", "-f", str(manifest.path), "--upgrade")
+    assert "~ 827184: version 2300001 -> 2514310 (file 2402203)" in upgraded.err
+    both = cli("install", "-f", str(manifest.path), "--frozen", "--upgrade")
+    assert both.code == 2 and "cannot --upgrade" in both.err
+
+
 def test_frozen_refuses_a_stale_or_missing_lock(cli, client: Client, project: Path) -> None:
     manifest = six_manifest(project)
     missing = cli("install", "-f", str(manifest.path), "--frozen")

@@ -464,6 +464,11 @@ class TotalBar:
                 self.bar.close()
 
 
+def count_files(count: int) -> str:
+    """``1 file``, ``6 files``."""
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 manifest_option = click.option(
     "-f",
     "--file",
@@ -506,9 +511,9 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
     before = manifests.load_lock(manifest.lock_path)
     after = manifests.lock(manifest, upgrade=upgrade, settings=app.settings)
     if before == after:
-        say(f"{manifest.lock_path.name} is up to date ({len(after.files)} files)")
+        say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0
-    say(f"wrote {manifest.lock_path} ({len(after.files)} files)")
+    say(f"wrote {manifest.lock_path} ({count_files(len(after.files))})")
     for line in describe_lock_change(before, after):
         say(line)
     return 0
@@ -604,7 +609,7 @@ def install_command(
         say(f"wrote {outcome.lock_path}")
     failed = outcome.count("failed")
     say(
-        f"{len(outcome.results)} files: {outcome.count('installed')} installed, "
+        f"{count_files(len(outcome.results))}: {outcome.count('installed')} installed, "
         f"{outcome.count('present')} already present, {failed} failed "
         f"({outcome.seconds:.2f} s)" + (f"; exit {outcome.exit_code}" if failed else "")
     )
