@@ -274,6 +274,15 @@ def test_a_hash_ref_locks_the_file_with_that_hash(
     assert [f.version_id for f in lock.files] == [2514310, 2514310]
 
 
+def test_a_token_pasted_into_a_ref_stays_out_of_the_lock(client: Client, project: Path) -> None:
+    url = "https://civitai.com/api/download/models/368189?fileId=3000001&token=SECRET123"
+    manifest = civit.write_manifest(project / "civit.toml", [url], settings={"dest": "m"})
+    lock = civit.lock(manifest, client=client)
+    assert lock.files[0].file_id == 3000001
+    assert lock.files[0].ref == "https://civitai.com/api/download/models/368189?fileId=3000001"
+    assert "SECRET123" not in manifest.lock_path.read_text()
+
+
 def test_lock_refuses_two_entries_with_one_destination(client: Client, project: Path) -> None:
     manifest = civit.write_manifest(
         project / "civit.toml",

@@ -32,8 +32,8 @@ key order and the tuning settings (``jobs``, ``connections``, ``store``, ``mirro
 change without making the lock stale. The lock never holds a token or a link.
 
 Sizes: Civitai only publishes ``sizeKB`` (rounded KiB), kept as ``size_kb``. ``size``
-holds the exact byte count once civit has seen the verified file (after an install, or
-a ``civit lock`` with the files present); until then it is absent.
+holds the exact byte count once civit has seen the verified file (after ``civit install``,
+or when ``civit lock`` re-resolves with the files present); until then it is absent.
 
 Precedence for ``jobs``, ``connections``, ``store`` and ``mirror``: an argument (CLI
 flag) > environment variable > ``[settings]`` in the manifest > user config > default.
