@@ -39,7 +39,6 @@ from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 import filelock
-import platformdirs
 
 from civit.api import USER_AGENT, Client, parse_retry_after
 from civit.errors import (
@@ -51,7 +50,7 @@ from civit.errors import (
     NotFoundError,
     redact_url,
 )
-from civit.fsutil import atomic_write, check_free_space, commit, human_bytes
+from civit.fsutil import atomic_write, cache_dir, check_free_space, commit, human_bytes
 from civit.hashing import Digester, HashCache, hash_file
 from civit.layout import path_inside, resolve_layout, target_dir
 from civit.records import File, Hashes, Version
@@ -66,6 +65,7 @@ __all__ = [
     "fetch",
     "get",
     "plan_target",
+    "target_lock",
     "write_info_sidecar",
 ]
 
@@ -828,12 +828,16 @@ def _preallocate(fd: int, size: int, part: Path) -> None:
 # -- public entry points -----------------------------------------------------------
 
 
-def _lock_path(target: Path) -> Path:
-    """Locks live in the cache folder so WebUI model folders stay clean."""
-    folder = Path(os.environ.get("CIVIT_CACHE_DIR") or platformdirs.user_cache_dir("civit"))
+def target_lock(target: Path) -> filelock.FileLock:
+    """The inter-process lock every writer of ``target`` holds while fetching it.
+
+    Lock files live in the cache folder, keyed by the target's absolute path, so WebUI
+    model folders stay clean.
+    """
+    folder = cache_dir() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:32]
-    (folder / "locks").mkdir(parents=True, exist_ok=True)
-    return folder / "locks" / f"{key}.lock"
+    return filelock.FileLock(folder / f"{key}.lock")
 
 
 def fetch(
@@ -992,7 +996,7 @@ def download(
     own_client = client is None
     api = client or Client()
     try:
-        with filelock.FileLock(_lock_path(target)):
+        with target_lock(target):
             present = _present(target, file, cache, verify)
             if present is not None:
                 return DownloadResult(

@@ -14,9 +14,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import platformdirs
+
 from civit.errors import CivitError, DiskSpaceError
 
-__all__ = ["atomic_write", "check_free_space", "commit", "human_bytes"]
+__all__ = ["atomic_write", "cache_dir", "check_free_space", "commit", "human_bytes"]
+
+
+def cache_dir() -> Path:
+    """civit's cache folder (hash cache, download locks): ``$CIVIT_CACHE_DIR`` or the
+    platform's user cache folder."""
+    return Path(os.environ.get("CIVIT_CACHE_DIR") or platformdirs.user_cache_dir("civit"))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -40,9 +40,9 @@ from typing import TypeVar
 
 import blake3
 import filelock
-import platformdirs
 
 from civit.errors import CivitError, UsageError
+from civit.fsutil import cache_dir
 from civit.records import HASH_ALGORITHMS
 
 __all__ = [
@@ -483,8 +483,7 @@ class HashCache:
     @classmethod
     def default(cls) -> HashCache:
         """The user's cache: ``$CIVIT_CACHE_DIR`` or the platform cache folder."""
-        folder = os.environ.get("CIVIT_CACHE_DIR") or platformdirs.user_cache_dir("civit")
-        return cls(Path(folder) / cls.FILE_NAME)
+        return cls(cache_dir() / cls.FILE_NAME)
 
     def __enter__(self) -> HashCache:
         return self

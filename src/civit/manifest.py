@@ -58,12 +58,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import filelock
 import tomli_w
 
 from civit.api import Client
 from civit.config import Settings, load_settings
-from civit.download import _lock_path, fetch, plan_target
+from civit.download import fetch, plan_target, target_lock
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashing import HashCache, hash_file
@@ -1078,7 +1077,7 @@ class _Installer:
 
     def _direct(self, key: int, locked: LockedFile, target: Path, base: EntryResult) -> EntryResult:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(_lock_path(target)):
+        with target_lock(target):
             present = self.existing(locked, target)  # another process may have done it
             if present is not None:
                 return dataclasses.replace(
@@ -1095,7 +1094,7 @@ class _Installer:
         assert self.store is not None and locked.sha256 is not None
         entry = self.store.path_for(locked.sha256)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(_lock_path(entry)):
+        with target_lock(entry):
             digests = self.store.verified_digests(locked.sha256, cache=self.cache)
             if digests is None:
                 fetched = self._fetch(key, locked, entry)
