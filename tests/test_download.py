@@ -48,6 +48,13 @@ def record(client: Client, version_id: int, file_id: int) -> File:
     return next(f for f in version.files if f.id == file_id)
 
 
+def settle(fake: FakeCivitai) -> None:
+    """Let the fake finish logging the interrupted responses, then start a clean log."""
+    assert fake.wait_idle()
+    fake.reset_faults()
+    fake.clear_log()
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.is_file())
 
@@ -252,8 +259,7 @@ def test_resume_transfers_only_the_missing_bytes(
         get("827184", client=client, dest=tmp_path, progress=stop_half_way, **FAST_ENGINE)
     part = tmp_path / "waiIllustriousSDXL_v160.safetensors.part"
     assert part.exists() and not (tmp_path / "waiIllustriousSDXL_v160.safetensors").exists()
-    fake.reset_faults()
-    fake.clear_log()
+    settle(fake)
     result = get("827184", client=client, dest=tmp_path, **FAST_ENGINE)
     assert result.resumed_from > size // 3
     assert fake.bytes_served(CHECKPOINT) == size - result.resumed_from
@@ -332,8 +338,7 @@ def test_parallel_segments_and_segmented_resume(
 
     with pytest.raises(Interrupted):
         get("4100100", client=client, dest=tmp_path, connections=4, progress=stop_early)
-    fake.reset_faults()
-    fake.clear_log()
+    settle(fake)
     result = get("4100100", client=client, dest=tmp_path, connections=4, **FAST_ENGINE)
     assert result.resumed_from > 0
     assert fake.bytes_served(4100001) == size - result.resumed_from
@@ -408,11 +413,7 @@ def test_kill_9_then_rerun_resumes(fake: FakeCivitai, tmp_path: Path) -> None:
         time.sleep(0.05)
     run.kill()
     run.wait()
-    deadline = time.monotonic() + 5
-    while not fake.cdn_requests(CHECKPOINT) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the fake logs the killed response once it notices the close
-    fake.reset_faults()
-    fake.clear_log()
+    settle(fake)
     rerun = run_cli(fake, "get", "827184", "--dest", str(tmp_path), "--json")
     out, err = rerun.communicate(timeout=30)
     assert rerun.returncode == 0, err

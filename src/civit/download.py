@@ -75,6 +75,7 @@ HASH_BLOCK = 4 * MiB
 MIN_SEGMENT = 8 * MiB
 STATE_SAVE_INTERVAL = 1.0
 PROGRESS_INTERVAL = 0.1
+FILL_INTERVAL = 0.1
 MAX_REDIRECTS = 5
 MAX_FAILURES_WITHOUT_PROGRESS = 6
 MAX_LINK_REFRESHES = 8
@@ -265,6 +266,26 @@ class _Response:
     end: int  # exclusive: where this response's body stops
     total: int
     validator: str | None
+
+
+def _fill(response: http.client.HTTPResponse, view: memoryview) -> int:
+    """Read into ``view`` until it is full, the body ends, or FILL_INTERVAL passes.
+
+    Full buffers keep writes large on fast links; the time bound keeps progress and
+    cancellation prompt on slow ones (1 MiB at 200 KB/s would take five seconds).
+    """
+    if response.chunked:
+        return response.readinto(view)
+    deadline = time.monotonic() + FILL_INTERVAL
+    filled = 0
+    while filled < len(view):
+        count = response.fp.readinto1(view[filled:])
+        if not count:
+            break
+        filled += count
+        if time.monotonic() >= deadline:
+            break
+    return filled
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int, int] | None:
@@ -508,7 +529,7 @@ class _Transfer:
                 if want <= 0:
                     return
                 try:
-                    count = response.readinto(view[:want])
+                    count = _fill(response, view[:want])
                 except (OSError, http.client.HTTPException) as exc:
                     raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
                 if count == 0:

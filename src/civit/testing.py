@@ -822,6 +822,8 @@ class FakeCivitai:
         self._file_links_valid_from: dict[int, int] = {}
         self._log: list[RequestLog] = []
         self._served: dict[int, int] = {}
+        self._handling = 0
+        self._idle = threading.Condition(self._lock)
 
     # ---- lifecycle
 
@@ -1155,6 +1157,15 @@ class FakeCivitai:
         with self._lock:
             return self._served.get(file_id, 0)
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is being handled; ``False`` if still busy at ``timeout``.
+
+        A client that gives up mid-body is noticed by the fake only at its next write;
+        call this before asserting on :meth:`bytes_served` after an interrupted transfer.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._handling == 0, timeout)
+
     def clear_log(self) -> None:
         """Forget logged requests and served-byte counts."""
         with self._lock:
@@ -1262,6 +1273,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.fake
 
     def _dispatch(self) -> None:
+        with self.fake._idle:
+            self.fake._handling += 1
+        try:
+            self._handle()
+        finally:
+            with self.fake._idle:
+                self.fake._handling -= 1
+                self.fake._idle.notify_all()
+
+    def _handle(self) -> None:
         self._logged = None
         self._file_id = None
         parts = urlsplit(self.path)
