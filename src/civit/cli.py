@@ -417,7 +417,7 @@ def describe_result(result: DownloadResult) -> str:
     resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
     rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
     return (
-        f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.1f} s, "
+        f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.2f} s, "
         f"{human_bytes(rate)}/s{resumed}; verified {checked})"
     )
 
