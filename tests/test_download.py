@@ -25,6 +25,7 @@ from civit import (
     download,
     get,
 )
+from civit.download import piece_size
 from civit.errors import DiskSpaceError, NetworkError
 from civit.testing import FakeCivitai, FakeFile, FakeModel, FakeVersion, make_safetensors
 
@@ -431,3 +432,15 @@ def test_hashes_record_without_digests_still_downloads(
     result = download(bare, dest=tmp_path, client=client, **FAST_ENGINE)
     assert result.verified == ()
     assert result.path.read_bytes() == fake.file(3000001).content
+
+
+def test_connections_claim_pieces_front_to_back(
+    client: Client, fake: FakeCivitai, tmp_path: Path
+) -> None:
+    size = 40 * 1024 * 1024 + 12345
+    fake.add_model(big_model(size))
+    result = get("4100100", client=client, dest=tmp_path, connections=4, **FAST_ENGINE)
+    piece = piece_size(size, 4)
+    starts = sorted(int(r.headers["range"][6:].split("-")[0]) for r in fake.cdn_requests())
+    assert starts == list(range(0, size, piece))
+    assert fake.bytes_served(4100001) == size == result.size

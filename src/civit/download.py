@@ -73,6 +73,7 @@ MiB = 1 << 20
 BUFFER_SIZE = 1 * MiB
 HASH_BLOCK = 4 * MiB
 MIN_SEGMENT = 8 * MiB
+MAX_PIECE = 32 * MiB
 STATE_SAVE_INTERVAL = 1.0
 PROGRESS_INTERVAL = 0.1
 FILL_INTERVAL = 0.1
@@ -144,6 +145,19 @@ def default_connections(size: int | None) -> int:
     return max(1, min(8, size // (4 * MIN_SEGMENT)))
 
 
+def piece_size(size: int, connections: int) -> int:
+    """How big the pieces are that parallel connections claim, front to back.
+
+    Small enough that the contiguous written frontier (which the hasher follows)
+    advances at the combined speed of all connections, so hashing finishes right after
+    the last byte arrives; large enough that a request per piece costs little.
+
+    >>> piece_size(2 << 30, 8) // MiB, piece_size(100 * MiB, 3) // MiB
+    (32, 8)
+    """
+    return max(MIN_SEGMENT, min(MAX_PIECE, size // max(1, connections * 4)))
+
+
 def digests_to_compute(hashes: Hashes) -> tuple[str, ...]:
     """SHA256 and BLAKE3 always (for reports and locks), plus whatever the record has."""
     wanted = {"sha256", "blake3", *hashes.as_dict()}
@@ -196,6 +210,7 @@ class _Segment:
     start: int
     end: int
     done: int
+    claimed: bool = field(default=False, compare=False)
 
     @property
     def remaining(self) -> int:
@@ -374,11 +389,13 @@ class _Transfer:
         validator: str | None,
         *,
         accept_full: bool = False,
+        reuse: http.client.HTTPConnection | None = None,
     ) -> _Response:
         """GET ``[start, end)`` of ``url``, following the storage host's own redirects.
 
         ``accept_full`` lets a 200 (whole body from byte 0) answer a ranged request,
-        which only the first request of a transfer can use.
+        which only the first request of a transfer can use. ``reuse`` is a kept-alive
+        connection to the same host; if the host has closed it, a new one is opened.
         """
         headers = {
             "User-Agent": USER_AGENT,
@@ -389,6 +406,21 @@ class _Transfer:
             headers["If-Range"] = validator
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
+            path = parts.path or "/"
+            if parts.query:
+                path += "?" + parts.query
+            if reuse is not None:
+                kept, reuse = reuse, None
+                if (kept.host, kept.port) == (parts.hostname, parts.port or kept.port):
+                    try:
+                        kept.request("GET", path, headers=headers)
+                        response = kept.getresponse()
+                    except (OSError, http.client.HTTPException):
+                        self._close(kept)  # the host closed it between requests
+                    else:
+                        return self._accept(kept, response, url, start, accept_full)
+                else:
+                    self._close(kept)
             connection: http.client.HTTPConnection
             if parts.scheme == "https":
                 connection = http.client.HTTPSConnection(
@@ -403,9 +435,6 @@ class _Transfer:
                 )
             else:
                 raise NetworkError(f"unsupported download URL scheme in {redact_url(url)}")
-            path = parts.path or "/"
-            if parts.query:
-                path += "?" + parts.query
             self._track(connection)
             try:
                 connection.request("GET", path, headers=headers)
@@ -418,14 +447,22 @@ class _Transfer:
                 self._close(connection)
                 url = urljoin(url, location)
                 continue
-            try:
-                return self._check_response(
-                    connection, response, url, start, accept_full=accept_full
-                )
-            except BaseException:
-                self._close(connection)
-                raise
+            return self._accept(connection, response, url, start, accept_full)
         raise NetworkError(f"too many redirects fetching {redact_url(url)}")
+
+    def _accept(
+        self,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        url: str,
+        start: int,
+        accept_full: bool,
+    ) -> _Response:
+        try:
+            return self._check_response(connection, response, url, start, accept_full=accept_full)
+        except BaseException:
+            self._close(connection)
+            raise
 
     def _check_response(
         self,
@@ -517,8 +554,14 @@ class _Transfer:
         with contextlib.suppress(CivitError):
             atomic_write(self.state_path, data, durable=False)
 
-    def _receive(self, fd: int, segment: _Segment, opened: _Response) -> None:
-        """Copy the body of ``opened`` into ``segment`` until it is done or drops."""
+    def _receive(
+        self, fd: int, segment: _Segment, opened: _Response
+    ) -> http.client.HTTPConnection | None:
+        """Copy the body of ``opened`` into ``segment`` until it is done or drops.
+
+        Returns the connection, ready for another request, if the whole body was read
+        and the server keeps connections alive; otherwise closes it and returns None.
+        """
         buffer = bytearray(BUFFER_SIZE)
         view = memoryview(buffer)
         response = opened.response
@@ -527,7 +570,7 @@ class _Transfer:
                 with self.lock:
                     want = min(BUFFER_SIZE, segment.end - segment.done)
                 if want <= 0:
-                    return
+                    break
                 try:
                     count = _fill(response, view[:want])
                 except (OSError, http.client.HTTPException) as exc:
@@ -545,22 +588,38 @@ class _Transfer:
                 with self.lock:
                     segment.done += count
                 self._note_progress(count)
-        finally:
+        except BaseException:
             self._close(opened.connection)
+            raise
+        if segment.done == opened.end and not response.will_close:
+            response.close()  # releases the body reader; the socket stays open
+            return opened.connection
+        self._close(opened.connection)
+        return None
 
-    def _run_segment(self, fd: int, segment: _Segment) -> None:
+    def _run_segment(
+        self,
+        fd: int,
+        segment: _Segment,
+        connection: http.client.HTTPConnection | None,
+    ) -> http.client.HTTPConnection | None:
+        """Fetch ``segment`` with reconnects; return a connection worth reusing, if any."""
         failures = 0
         while segment.remaining and not self.cancelled.is_set():
             before = segment.done
             url = self.url
             try:
                 assert self.state is not None
-                opened = self._open(url, segment.done, segment.end, self.state.validator)
+                opened = self._open(
+                    url, segment.done, segment.end, self.state.validator, reuse=connection
+                )
+                connection = None
                 if opened.total != self.state.size:
+                    self._close(opened.connection)
                     raise _RangeIgnored(
                         f"size changed from {self.state.size} to {opened.total} bytes"
                     )
-                self._receive(fd, segment, opened)
+                connection = self._receive(fd, segment, opened)
             except _LinkExpired:
                 self._refresh_url(url)
                 continue
@@ -572,6 +631,7 @@ class _Transfer:
                         hint="the partial file is kept; run the same command again to resume",
                     ) from exc
                 self._sleep_before_retry(failures, exc.retry_after)
+        return connection
 
     def _sleep_before_retry(self, failures: int, retry_after: float | None) -> None:
         delay = retry_after
@@ -579,6 +639,17 @@ class _Transfer:
             delay = min(30.0, self.retry_base * 2.0 ** max(failures - 1, 0))
             delay *= random.uniform(0.5, 1.0)
         self.cancelled.wait(delay)
+
+    def _claim(self) -> _Segment | None:
+        """The first piece nobody works on: pieces go out front to back, so the
+        contiguous frontier (and the hasher behind it) moves at full speed."""
+        with self.lock:
+            assert self.state is not None
+            for segment in self.state.segments:
+                if segment.remaining and not segment.claimed:
+                    segment.claimed = True
+                    return segment
+        return None
 
     def _steal(self) -> _Segment | None:
         """Split the largest unfinished segment so an idle connection can help."""
@@ -588,7 +659,7 @@ class _Transfer:
             if busiest is None or busiest.remaining < 2 * MIN_SEGMENT:
                 return None
             middle = busiest.done + busiest.remaining // 2
-            stolen = _Segment(middle, busiest.end, middle)
+            stolen = _Segment(middle, busiest.end, middle, claimed=True)
             busiest.end = middle
             self.state.segments.append(stolen)
             self.state.segments.sort(key=lambda s: s.start)
@@ -733,17 +804,15 @@ class _Transfer:
         else:
             first_end = None
             if self.connections > 1 and self.size_hint:
-                first_end = max(MIN_SEGMENT, self.size_hint // self.connections)
+                first_end = piece_size(self.size_hint, self.connections)
             probe = self._probe(0, first_end, None)
         self._discard()
         if probe.response.status != 206:
             self.connections = 1
         segments = [_Segment(0, probe.end, 0)]
-        rest = probe.total - probe.end
-        pieces = max(1, min(self.connections - 1, rest // MIN_SEGMENT))
-        for index in range(pieces if rest else 0):
-            start = probe.end + rest * index // pieces
-            segments.append(_Segment(start, probe.end + rest * (index + 1) // pieces, start))
+        step = piece_size(probe.total, self.connections)
+        for start in range(probe.end, probe.total, step):
+            segments.append(_Segment(start, min(start + step, probe.total), start))
         self.state = _State(
             self.file_key, probe.total, self.expected.sha256, probe.validator, segments
         )
@@ -772,13 +841,12 @@ class _Transfer:
             self._save_state()
             if self.progress:
                 self.progress(self.resumed_from, state.size)
-            for segment in state.segments:
-                if probe is not None and segment.done == probe.start:
+            unfinished = [segment for segment in state.segments if segment.remaining]
+            for index in range(min(self.connections, len(unfinished))):
+                fed = None
+                if index == 0 and probe is not None:
                     fed, probe = probe, None
-                    args: tuple[object, ...] = (fd, segment, fed)
-                else:
-                    args = (fd, segment, None)
-                threads.append(threading.Thread(target=self._worker, args=args, daemon=True))
+                threads.append(threading.Thread(target=self._worker, args=(fd, fed), daemon=True))
             threads.append(
                 threading.Thread(target=self._hash_follow, args=(fd, digester), daemon=True)
             )
@@ -811,22 +879,31 @@ class _Transfer:
             self.progress(state.size, state.size)
         return state.size, digester.hexdigests()
 
-    def _worker(self, fd: int, segment: _Segment, probe: _Response | None) -> None:
-        """Fetch ``segment`` (starting on the probe's connection if given), then help
-        others by taking half of the largest unfinished segment."""
+    def _worker(self, fd: int, probe: _Response | None) -> None:
+        """Fetch pieces front to back on one kept-alive connection (starting with the
+        probe's, if given), then help others by taking half of the largest one left."""
+        connection = None
         try:
             if probe is not None:
+                state = self.state
+                assert state is not None
+                with self.lock:
+                    segment = next(s for s in state.segments if s.done == probe.start)
+                    segment.claimed = True
                 # A drop here is fine: _run_segment reconnects from where the body stopped.
                 with contextlib.suppress(_Retryable):
-                    self._receive(fd, segment, probe)
-            self._run_segment(fd, segment)
+                    connection = self._receive(fd, segment, probe)
+                connection = self._run_segment(fd, segment, connection)
             while not self.cancelled.is_set():
-                stolen = self._steal()
-                if stolen is None:
+                segment = self._claim() or self._steal()
+                if segment is None:
                     return
-                self._run_segment(fd, stolen)
+                connection = self._run_segment(fd, segment, connection)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._fail(exc)
+        finally:
+            if connection is not None:
+                self._close(connection)
 
 
 def _preallocate(fd: int, size: int, part: Path) -> None:
