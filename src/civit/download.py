@@ -895,10 +895,10 @@ class _Transfer:
                     connection = self._receive(fd, segment, probe)
                 connection = self._run_segment(fd, segment, connection)
             while not self.cancelled.is_set():
-                segment = self._claim() or self._steal()
-                if segment is None:
+                piece = self._claim() or self._steal()
+                if piece is None:
                     return
-                connection = self._run_segment(fd, segment, connection)
+                connection = self._run_segment(fd, piece, connection)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._fail(exc)
         finally:
