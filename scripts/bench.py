@@ -12,7 +12,8 @@ Everything happens on this machine, in ``bench/work/``:
 - nginx, started by this script on a free loopback port, serves it from ``/plain/`` and
   from ``/throttled/`` (``limit_rate`` per connection);
 - every case runs ``--runs`` times, interleaved with the other cases of its group, into
-  the same folder; the output is removed and the disk synced between runs.
+  the same folder; between runs the output is removed, the disk synced, and a short
+  cool-down puts every run in the same memory state (see :func:`settle`).
 
 civit's download cases call :func:`civit.download.fetch` (the engine ``civit get`` runs
 once the API has given a link) in a subprocess of its own, so its wall time includes
@@ -230,13 +231,20 @@ def run_measured(
         )
 
 
-def settle(*folders: Path) -> None:
-    """Empty ``folders`` and flush the disk, so one run's write-back never lands in the
-    next run's time."""
+def settle(*folders: Path, cooldown: float = 0.0) -> None:
+    """Empty ``folders``, flush the disk, then wait ``cooldown`` seconds.
+
+    The sync keeps one run's write-back out of the next run's time. The wait puts
+    every run in the same memory state: on VMs with free page reporting (this one
+    reports free 8 MiB blocks to the host after 2 s) memory freed a moment ago is
+    several times cheaper to fill than memory freed earlier, so without it a case's
+    time depends on how long the case before it took to free its output.
+    """
     for folder in folders:
         remove(folder)
         folder.mkdir(parents=True)
     os.sync()
+    time.sleep(cooldown)
 
 
 # -- tools and machine --------------------------------------------------------------
@@ -620,9 +628,17 @@ class Bench:
     """The cases of one invocation, with what they share: paths, record, URLs, env."""
 
     def __init__(
-        self, paths: Paths, *, python: str, size: int, digests: dict[str, str], base: str
+        self,
+        paths: Paths,
+        *,
+        python: str,
+        size: int,
+        digests: dict[str, str],
+        base: str,
+        cooldown: float,
     ) -> None:
         self.paths = paths
+        self.cooldown = cooldown
         self.python = python
         self.civit = str(Path(python).with_name("civit"))
         self.size = size
@@ -662,7 +678,7 @@ class Bench:
     # -- download cases --
 
     def curl(self, *, durable: bool = False) -> Run:
-        settle(self.paths.out)
+        settle(self.paths.out, cooldown=self.cooldown)
         argv = ["curl", "-s", "-S", "-f", "-o", str(self.paths.output), self.plain]
         done = run_measured(argv)
         if failure := done.failure("curl"):
@@ -676,7 +692,7 @@ class Bench:
         return Run(seconds, rss)
 
     def shell(self) -> Run:
-        settle(self.paths.out)
+        settle(self.paths.out, cooldown=self.cooldown)
         output = str(self.paths.output)
         steps = [
             ["curl", "-s", "-S", "-f", "-o", output, self.plain],
@@ -697,7 +713,7 @@ class Bench:
         return Run(seconds, rss)
 
     def civit_fetch(self, url: str, connections: int) -> Run:
-        settle(self.paths.out, self.paths.scratch)
+        settle(self.paths.out, self.paths.scratch, cooldown=self.cooldown)
         argv = [
             self.python,
             str(Path(__file__).resolve()),
@@ -718,7 +734,7 @@ class Bench:
         return Run(done.seconds, done.peak_rss, {"fetch_seconds": report["seconds"]})
 
     def civit_get(self, api_url: str) -> Run:
-        settle(self.paths.out, self.paths.scratch)
+        settle(self.paths.out, self.paths.scratch, cooldown=self.cooldown)
         argv = [
             self.civit, "get", "99999", "--dest", str(self.paths.out),
             "--connections", "1", "--json",
@@ -734,7 +750,7 @@ class Bench:
         return Run(done.seconds, done.peak_rss, {"civit_seconds": document.get("seconds")})
 
     def aria2c(self) -> Run:
-        settle(self.paths.out)
+        settle(self.paths.out, cooldown=self.cooldown)
         argv = [
             "aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none", "-q",
             "--allow-overwrite=true", "--auto-file-renaming=false",
@@ -1077,6 +1093,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = ", ".join(GROUPS)
     parser.add_argument("--only", metavar="CASES",
                         help=f"comma-separated groups ({groups}) or case ids")  # fmt: skip
+    parser.add_argument(
+        "--cooldown", type=float, default=3.0, metavar="SECONDS",
+        help="wait before each download run, after removing the last output (3)",
+    )  # fmt: skip
     parser.add_argument("--no-install", action="store_true", help="never call apt-get")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work",
                         help="work folder (bench/work)")  # fmt: skip
@@ -1134,7 +1154,10 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
         if shutil.which("nginx"):
             base = stack.enter_context(nginx(paths.serve, paths.nginx, throttle=args.throttle))
         api_url = stack.enter_context(fake_for_source(paths.source, digests))
-        bench = Bench(paths, python=python, size=args.size, digests=digests, base=base)
+        bench = Bench(
+            paths, python=python, size=args.size, digests=digests, base=base,
+            cooldown=args.cooldown,
+        )  # fmt: skip
         cases = select(define_cases(bench, api_url, args.throttle), args.only)
         if shutil.which("nginx") is None:
             for case in cases:
@@ -1162,7 +1185,7 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
         f"{machine['cpu']}, {machine['usable_cores']} cores, {human(memory)} RAM; "
         f"disk {disk.get('device')} ({disk.get('fstype')}, {disk.get('kind', 'unknown kind')}); "
         f"Python {platform.python_version()}; {human(args.size)} file, {args.runs} runs, "
-        f"median seconds (min–max)"
+        f"{args.cooldown:g} s cool-down before each download; median seconds (min–max)"
     )
     judged = [row.passed for row in rows if row.passed is not None]
     print(f"\n{summary}\n\n{table}\n")
@@ -1173,7 +1196,12 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
     document = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": ["scripts/bench", *sys.argv[1:]],
-        "settings": {"size": args.size, "runs": args.runs, "throttle": args.throttle},
+        "settings": {
+            "size": args.size,
+            "runs": args.runs,
+            "throttle": args.throttle,
+            "cooldown": args.cooldown,
+        },
         "machine": {**machine, "python": platform.python_version()},
         "setup_notes": notes,
         "cases": {case.id: case.as_json() for case in cases},
