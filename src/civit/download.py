@@ -74,6 +74,7 @@ BUFFER_SIZE = 1 * MiB
 HASH_BLOCK = 4 * MiB
 MIN_SEGMENT = 8 * MiB
 MAX_PIECE = 32 * MiB
+WRITEBACK_STEP = 64 * MiB
 STATE_SAVE_INTERVAL = 1.0
 PROGRESS_INTERVAL = 0.1
 FILL_INTERVAL = 0.1
@@ -682,7 +683,7 @@ class _Transfer:
         buffers = (memoryview(bytearray(HASH_BLOCK)), memoryview(bytearray(HASH_BLOCK)))
         which = 0
         pending = False
-        position = 0
+        position = released = 0
         size = self.state.size
         try:
             while position < size:
@@ -703,6 +704,9 @@ class _Transfer:
                     pending = True
                     which ^= 1
                     position += count
+                    if position - released >= WRITEBACK_STEP:
+                        _release(fd, released, position - released)
+                        released = position
             if pending:
                 digester.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -904,6 +908,17 @@ class _Transfer:
         finally:
             if connection is not None:
                 self._close(connection)
+
+
+def _release(fd: int, offset: int, length: int) -> None:
+    """Start writing hashed bytes to disk now and let the page cache drop them.
+
+    Without it the final fsync waits for the whole file's write-back at once (seconds
+    for gigabytes), and a big download evicts everything else from the page cache.
+    """
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _preallocate(fd: int, size: int, part: Path) -> None:
