@@ -30,6 +30,14 @@ from civit.errors import (
     UsageError,
 )
 from civit.hashing import Digester, HashCache, hash_file
+from civit.identify import (
+    FileCheck,
+    Identification,
+    identify,
+    identify_files,
+    verify,
+    verify_files,
+)
 from civit.layout import detect_layout, safe_filename
 from civit.manifest import (
     EntryResult,
@@ -58,9 +66,11 @@ __all__ = [
     "EarlyAccessError",
     "EntryResult",
     "File",
+    "FileCheck",
     "HashCache",
     "HashMatch",
     "Hashes",
+    "Identification",
     "InstallReport",
     "IntegrityError",
     "Lock",
@@ -86,6 +96,8 @@ __all__ = [
     "explain_selection",
     "get",
     "hash_file",
+    "identify",
+    "identify_files",
     "install",
     "load_lock",
     "load_manifest",
@@ -96,6 +108,8 @@ __all__ = [
     "plan_target",
     "safe_filename",
     "select_file",
+    "verify",
+    "verify_files",
     "write_info_sidecar",
     "write_manifest",
 ]

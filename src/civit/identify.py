@@ -1,0 +1,548 @@
+"""What is this file, and is it intact? Local files against Civitai, a lock or a store.
+
+Identify (:func:`identify_files`)::
+
+    files ──► SHA256 (hash cache) ──► one POST /by-hash/ids ──► GET /model-versions/{id}
+                                       every file at once         per distinct version,
+                                       (10,000 per request)       four at a time
+
+Verify (:func:`verify_files`): each file is compared with the first of these that
+speaks for it:
+
+1. its ``[[file]]`` entry in a ``civit.lock`` (when a lock is given; no network at all);
+2. its own name, for a content-addressed store entry (``…/sha256/ab/ab12…``);
+3. Civitai (without a lock): a SHA256 that some Civitai file has is ``ok``;
+4. the ``<file>.civitai.info`` sidecar beside it, whose ``files[]`` entry of the same
+   name holds the expected SHA256.
+
+A file none of them speaks for is ``unknown``. A damaged file with neither a lock
+entry, a store name nor a sidecar cannot be told apart from a file Civitai has never
+seen: both are ``unknown``, never ``mismatch``.
+
+Hashing goes through :class:`civit.hashing.HashCache` when one is given, so unchanged
+files are not read again. Nothing here prints; progress is a ``(done, total)`` byte
+callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from civit.api import Client
+from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
+from civit.hashing import HashCache, hash_file, iter_model_files
+from civit.manifest import FIX_LOCK, load_lock
+from civit.records import Hashes, HashMatch, Version
+from civit.store import expected_from_store_path
+
+__all__ = [
+    "FileCheck",
+    "Identification",
+    "identify",
+    "identify_files",
+    "model_files",
+    "verify",
+    "verify_files",
+]
+
+# Concurrent version lookups: enough to hide latency, few enough to stay polite.
+MAX_LOOKUPS = 4
+SIDECAR_SUFFIX = ".civitai.info"
+
+#: ``progress(done_bytes, total_bytes)`` while files are hashed (cache hits count whole).
+ByteProgress = Callable[[int, int], None]
+PathLike = str | os.PathLike[str]
+
+IdentifyStatus = Literal["known", "unknown", "error"]
+CheckStatus = Literal["ok", "mismatch", "unknown", "error"]
+CheckSource = Literal["lock", "store", "civitai", "sidecar"]
+
+
+def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
+    """The files to identify or verify: files as given; in folders, model files and
+    content-addressed store entries.
+
+    Args:
+        paths: files and folders (a single path is accepted too).
+
+    Returns:
+        Each path once, in the order given; a folder's files sorted, model files
+        (see :func:`civit.hashing.iter_model_files`) before store entries.
+    """
+    given = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    found = iter_model_files(given)
+    for folder in (path for path in given if path.is_dir()):
+        # Store entries are named by their digest alone, without a model extension.
+        found.extend(
+            sorted(p for p in folder.rglob("*") if expected_from_store_path(p) and p.is_file())
+        )
+    return list(dict.fromkeys(found))
+
+
+class _Bytes:
+    """Turns hash_file's per-block counts into ``(done, total)`` over a whole job."""
+
+    def __init__(self, callback: ByteProgress | None, files: Sequence[Path]) -> None:
+        self.callback = callback
+        self.done = 0
+        self.total = sum(_size(path) for path in files) if callback is not None else 0
+
+    def add(self, count: int) -> None:
+        if self.callback is not None:
+            self.done += count
+            self.callback(self.done, self.total)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@contextlib.contextmanager
+def _api(client: Client | None) -> Iterator[Client]:
+    """``client``, or one made from the environment and closed afterwards."""
+    if client is not None:
+        yield client
+        return
+    with Client() as made:
+        yield made
+
+
+# -- identify ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identification:
+    """What Civitai says one local file is.
+
+    Attributes:
+        path: the file.
+        status: ``known`` (a Civitai file has its SHA256), ``unknown``, or ``error``
+            (the file could not be read; see ``error``).
+        sha256: the file's SHA256, upper-case (``None`` on error).
+        version: the version record, as ``.civitai.info`` sidecars hold it (``None``
+            when unknown, or when the version vanished between the two lookups).
+        model_id: the model's id, when known.
+        version_id: the version's id, when known.
+        error: why the file could not be read.
+    """
+
+    path: Path
+    status: IdentifyStatus
+    sha256: str | None = None
+    version: Version | None = None
+    model_id: int | None = None
+    version_id: int | None = None
+    error: CivitError | None = None
+
+    @property
+    def url(self) -> str | None:
+        """The version's page on civitai.com."""
+        if self.model_id is None or self.version_id is None:
+            return None
+        return f"https://civitai.com/models/{self.model_id}?modelVersionId={self.version_id}"
+
+    def as_json(self) -> dict[str, object]:
+        """A plain JSON object (the CLI's ``--json``)."""
+        version = self.version
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "sha256": self.sha256,
+            "model_id": self.model_id,
+            "version_id": self.version_id,
+            "url": self.url,
+            "model_name": version.model_name if version else None,
+            "version_name": version.name if version else None,
+            "type": version.model_type if version else None,
+            "base_model": version.base_model if version else None,
+            "error": str(self.error) if self.error else None,
+        }
+
+
+def identify(
+    path: PathLike,
+    *,
+    client: Client | None = None,
+    cache: HashCache | None = None,
+) -> Identification:
+    """Identify one file on Civitai by its SHA256.
+
+    Args:
+        path: the file.
+        client: API client; one is made from the environment when omitted.
+        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads the file.
+
+    Returns:
+        Its :class:`Identification` (``status`` ``known`` or ``unknown``).
+
+    Raises:
+        CivitError: the file cannot be read.
+        NetworkError / RateLimitError / ResponseError: the lookup failed.
+    """
+    (found,) = _identify([Path(path)], client=client, cache=cache, progress=None)
+    if found.error is not None:
+        raise found.error
+    return found
+
+
+def identify_files(
+    paths: PathLike | Iterable[PathLike],
+    *,
+    client: Client | None = None,
+    cache: HashCache | None = None,
+    progress: ByteProgress | None = None,
+) -> list[Identification]:
+    """Identify many files with one hash lookup for all of them.
+
+    Args:
+        paths: files and folders (folders: see :func:`model_files`).
+        client: API client; one is made from the environment when omitted (and only if
+            some file could be hashed).
+        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every file.
+        progress: ``progress(done, total)`` in bytes while hashing.
+
+    Returns:
+        One :class:`Identification` per file, in order; unreadable files have
+        ``status="error"`` rather than stopping the others.
+
+    Raises:
+        NetworkError / RateLimitError / ResponseError: the lookup failed (after the
+            client's retries, which wait out ``Retry-After``).
+    """
+    return _identify(model_files(paths), client=client, cache=cache, progress=progress)
+
+
+def _identify(
+    files: Sequence[Path],
+    *,
+    client: Client | None,
+    cache: HashCache | None,
+    progress: ByteProgress | None,
+) -> list[Identification]:
+    counter = _Bytes(progress, files)
+    hashed: list[tuple[Path, str | CivitError]] = []
+    for path in files:
+        try:
+            digests = hash_file(path, ("sha256",), cache=cache, progress=counter.add)
+        except CivitError as exc:
+            hashed.append((path, exc))
+        else:
+            hashed.append((path, digests["sha256"]))
+    sha256s = [digest for _, digest in hashed if isinstance(digest, str)]
+    matches: dict[str, HashMatch] = {}
+    versions: dict[int, Version | None] = {}
+    if sha256s:
+        with _api(client) as api:
+            matches = _look_up(api, sha256s)
+            wanted = dict.fromkeys(match.version_id for match in matches.values())
+            versions = _fetch_versions(api, list(wanted))
+    results = []
+    for path, digest in hashed:
+        if isinstance(digest, CivitError):
+            results.append(Identification(path, "error", error=digest))
+        elif (found := matches.get(digest)) is None:
+            results.append(Identification(path, "unknown", sha256=digest))
+        else:
+            version = versions.get(found.version_id)
+            model_id = found.model_id or (version.model_id if version else None)
+            results.append(
+                Identification(path, "known", digest, version, model_id, found.version_id)
+            )
+    return results
+
+
+def _look_up(client: Client, sha256s: Sequence[str]) -> dict[str, HashMatch]:
+    """``{SHA256: match}`` for the digests some Civitai file has: one request per
+    10,000 distinct digests."""
+    found: dict[str, HashMatch] = {}
+    for match in client.versions_by_hashes(list(dict.fromkeys(sha256s))):
+        found.setdefault(match.hash.upper(), match)
+    return found
+
+
+def _fetch_versions(client: Client, version_ids: Sequence[int]) -> dict[int, Version | None]:
+    """The records of these versions, :data:`MAX_LOOKUPS` at a time."""
+    if not version_ids:
+        return {}
+
+    def lookup(version_id: int) -> Version | None:
+        try:
+            return client.get_version(version_id)
+        except NotFoundError:  # deleted since the hash lookup: still known, no details
+            return None
+
+    pool = ThreadPoolExecutor(
+        max_workers=min(MAX_LOOKUPS, len(version_ids)), thread_name_prefix="civit-identify"
+    )
+    try:
+        return dict(zip(version_ids, pool.map(lookup, version_ids), strict=True))
+    finally:
+        # After a failure, lookups not yet started are pointless.
+        pool.shutdown(cancel_futures=True)
+
+
+# -- verify ------------------------------------------------------------------------
+
+
+def verify(path: PathLike, hashes: Hashes, *, cache: HashCache | None = None) -> dict[str, str]:
+    """Prove that a file has the digests a record says, or raise.
+
+    Every digest in ``hashes`` is computed in one pass and compared (CRC32 in either
+    byte order).
+
+    Args:
+        path: the file.
+        hashes: the expected digests, e.g. ``file.hashes`` of a :class:`civit.File`.
+        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every byte.
+
+    Returns:
+        The digests that were compared and matched, ``{algorithm: HEX}``.
+
+    Raises:
+        IntegrityError: a digest differs (``expected`` and ``actual`` name both), or
+            ``hashes`` has an AutoV3 and the file is not a safetensors file.
+        UsageError: ``hashes`` is empty.
+        CivitError: the file cannot be read.
+    """
+    wanted = tuple(hashes.as_dict())
+    if not wanted:
+        raise UsageError(f"no digests to verify {path} against")
+    digests = hash_file(path, wanted, cache=cache)
+    checked = hashes.check(digests, path=str(path))
+    for algorithm in wanted:
+        if algorithm not in digests:  # only AutoV3 can be missing: not a safetensors file
+            expected = hashes.as_dict()[algorithm]
+            raise IntegrityError(
+                f"{algorithm.upper()} mismatch for {path}: expected {expected}, but it is "
+                "not a safetensors file",
+                path=str(path),
+                algorithm=algorithm,
+                expected=expected,
+            )
+    return {algorithm: digests[algorithm] for algorithm in checked}
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The verdict on one file of :func:`verify_files`.
+
+    Attributes:
+        path: the file.
+        status: ``ok``, ``mismatch``, ``unknown`` (nothing to compare with) or
+            ``error`` (unreadable or missing; see ``error``).
+        reason: one human sentence: what it was compared with and how that went.
+        source: what spoke for the file: ``lock``, ``store`` (its own name),
+            ``civitai`` (the by-hash lookup) or ``sidecar`` (``.civitai.info``).
+        checked: the algorithms compared (all matched when ``ok``).
+        algorithm: on a mismatch, the algorithm that differs.
+        expected: on a mismatch, the expected digest.
+        actual: on a mismatch, the file's digest.
+        digests: every digest computed, ``{algorithm: HEX}``.
+        version_id: the Civitai version the file belongs to, when known.
+        error: why the file could not be read.
+    """
+
+    path: Path
+    status: CheckStatus
+    reason: str
+    source: CheckSource | None = None
+    checked: tuple[str, ...] = ()
+    algorithm: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    digests: Mapping[str, str] = field(default_factory=dict)
+    version_id: int | None = None
+    error: CivitError | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """A plain JSON object (the CLI's ``--json``)."""
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "reason": self.reason,
+            "source": self.source,
+            "checked": list(self.checked),
+            "algorithm": self.algorithm,
+            "expected": self.expected,
+            "actual": self.actual,
+            "digests": dict(self.digests),
+            "version_id": self.version_id,
+        }
+
+
+def verify_files(
+    paths: PathLike | Iterable[PathLike] = (),
+    *,
+    lock: PathLike | None = None,
+    client: Client | None = None,
+    cache: HashCache | None = None,
+    progress: ByteProgress | None = None,
+) -> list[FileCheck]:
+    """Check local files against a lock, their store names, Civitai or sidecars.
+
+    See the module docstring for the order. With ``lock`` nothing touches the
+    network; without it, one by-hash request covers every file that has no store
+    name.
+
+    Args:
+        paths: files and folders (folders: see :func:`model_files`); with ``lock``
+            and no paths, every file the lock names.
+        lock: a ``civit.lock``; its ``dest`` paths are relative to its folder.
+        client: API client; one is made from the environment when omitted (and only
+            if a lookup is needed).
+        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every byte.
+        progress: ``progress(done, total)`` in bytes while hashing.
+
+    Returns:
+        One :class:`FileCheck` per file, in order.
+
+    Raises:
+        UsageError: neither paths nor a lock.
+        ManifestError: the lock is missing or damaged.
+        NetworkError / RateLimitError / ResponseError: the lookup failed.
+    """
+    lock_path = Path(lock) if lock is not None else None
+    locked = _lock_expectations(lock_path) if lock_path is not None else {}
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if given:
+        files = model_files(given)
+    elif lock_path is not None:
+        files = list(locked)
+    else:
+        raise UsageError("nothing to verify: give files or folders, or a lock")
+    by_target = {path.resolve(): expected for path, expected in locked.items()}
+    counter = _Bytes(progress, files)
+    results: dict[Path, FileCheck] = {}
+    unexplained: dict[Path, dict[str, str]] = {}
+    for path in files:
+        expected = by_target.get(path.resolve()) or _from_store_name(path)
+        algorithms = ("sha256", "blake3") if expected and expected.hashes.blake3 else ("sha256",)
+        try:
+            digests = hash_file(path, algorithms, cache=cache, progress=counter.add)
+        except CivitError as exc:
+            results[path] = FileCheck(path, "error", str(exc), error=exc)
+            continue
+        if expected is not None:
+            results[path] = _compare(path, digests, expected)
+        else:
+            unexplained[path] = digests
+    if unexplained and lock_path is None:
+        with _api(client) as api:
+            known = _look_up(api, [digests["sha256"] for digests in unexplained.values()])
+        for path, digests in list(unexplained.items()):
+            if (found := known.get(digests["sha256"])) is not None:
+                del unexplained[path]
+                version_id = found.version_id
+                results[path] = FileCheck(
+                    path,
+                    "ok",
+                    f"SHA256 matches a file of Civitai model version {version_id}",
+                    source="civitai",
+                    checked=("sha256",),
+                    digests=digests,
+                    version_id=version_id,
+                )
+    for path, digests in unexplained.items():
+        elsewhere = f"not in {lock_path.name}" if lock_path else "unknown to Civitai"
+        results[path] = _against_sidecar(path, digests, elsewhere)
+    return [results[path] for path in files]
+
+
+@dataclass(frozen=True)
+class _Expected:
+    hashes: Hashes
+    source: CheckSource
+    label: str  # how reasons name it: "civit.lock", "its store name"
+    version_id: int | None = None
+
+
+def _lock_expectations(lock_path: Path) -> dict[Path, _Expected]:
+    """What each locked file must be, by its path (based on the lock's folder as given).
+
+    Entries without digests are left out: nothing could be proven against them.
+    """
+    locked = load_lock(lock_path)
+    if locked is None:
+        raise ManifestError(f"no lock file at {lock_path}", hint=FIX_LOCK)
+    return {
+        entry.target(lock_path.parent): _Expected(
+            entry.hashes, "lock", lock_path.name, entry.version_id
+        )
+        for entry in locked.files
+        if entry.hashes
+    }
+
+
+def _from_store_name(path: Path) -> _Expected | None:
+    hashes = expected_from_store_path(path)
+    return _Expected(hashes, "store", "its store name") if hashes is not None else None
+
+
+def _compare(path: Path, digests: Mapping[str, str], expected: _Expected) -> FileCheck:
+    try:
+        checked = expected.hashes.check(digests, path=str(path))
+    except IntegrityError as exc:
+        assert exc.algorithm is not None
+        return FileCheck(
+            path,
+            "mismatch",
+            f"{exc.algorithm.upper()} differs from {expected.label}: expected "
+            f"{exc.expected}, got {exc.actual}",
+            source=expected.source,
+            algorithm=exc.algorithm,
+            expected=exc.expected,
+            actual=exc.actual,
+            digests=digests,
+            version_id=expected.version_id,
+        )
+    shown = ", ".join(algorithm.upper() for algorithm in checked)
+    return FileCheck(
+        path,
+        "ok",
+        f"matches {expected.label} ({shown})",
+        source=expected.source,
+        checked=checked,
+        digests=digests,
+        version_id=expected.version_id,
+    )
+
+
+def _against_sidecar(path: Path, digests: Mapping[str, str], elsewhere: str) -> FileCheck:
+    """Compare with the ``.civitai.info`` beside ``path``; ``elsewhere`` says why no
+    other source spoke for the file.
+
+    The sidecar says which version the file belongs to. Its file of the same name is
+    the expected one; a renamed file may be any file of the version (the primary one
+    is named when none matches).
+    """
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    try:
+        version = Version.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return FileCheck(
+            path, "unknown", f"{elsewhere}, and no {SIDECAR_SUFFIX} beside it", digests=digests
+        )
+    except (OSError, UnicodeDecodeError, ValueError):
+        version = None
+    files = [file for file in (version.files if version else ()) if file.hashes.sha256]
+    if version is None or not files:
+        reason = f"{elsewhere}, and its {SIDECAR_SUFFIX} holds no file hashes"
+        return FileCheck(path, "unknown", reason, digests=digests)
+    # Same-named copies (fp16 and fp32) may share a name: any of them may be this file.
+    candidates = [file for file in files if file.name == path.name] or files
+    chosen = next(
+        (file for file in candidates if file.hashes.matches("sha256", digests["sha256"])),
+        next((file for file in candidates if file.primary), candidates[0]),
+    )
+    label = f"its {SIDECAR_SUFFIX}"
+    return _compare(path, digests, _Expected(chosen.hashes, "sidecar", label, version.id))
