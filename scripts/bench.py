@@ -160,6 +160,7 @@ class Measured:
     returncode: int
     stdout: str
     stderr: str
+    steal: float = 0.0
 
     def failure(self, what: str) -> str | None:
         """A one-line reason if the process failed, else ``None``."""
@@ -191,6 +192,14 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others so far, summed over this VM's CPUs."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def run_measured(
     argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Measured:
@@ -206,11 +215,13 @@ def run_measured(
     ):
         runner = [sys.executable, "-I", "-S", "-c", RUNNER, report.name, *argv]
         # A session of its own, so an interrupted bench can stop the whole tree.
+        stolen_before = steal_seconds()
         process = subprocess.Popen(
             runner, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
         )
         try:
             returncode = process.wait()
+            stolen = steal_seconds() - stolen_before
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -228,6 +239,7 @@ def run_measured(
             returncode=returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
+            steal=stolen,
         )
 
 
@@ -502,10 +514,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass(frozen=True)
 class Run:
-    """One timed run of a case."""
+    """One timed run of a case; ``steal`` is CPU time the host took meanwhile (noise)."""
 
     seconds: float
     peak_rss: int
+    steal: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -543,6 +556,7 @@ class Case:
             "label": self.label,
             "group": self.group,
             "runs": [round(r.seconds, 4) for r in self.runs],
+            "steal_seconds": [round(r.steal, 3) for r in self.runs],
             "median": round(self.median, 4) if self.median is not None else None,
             "mb_per_s": round(self.throughput, 1) if self.throughput is not None else None,
             "peak_rss_mb": round(self.peak_rss / MB, 1) if self.peak_rss is not None else None,
@@ -683,13 +697,14 @@ class Bench:
         done = run_measured(argv)
         if failure := done.failure("curl"):
             raise CaseError(failure)
-        seconds, rss = done.seconds, done.peak_rss
+        seconds, rss, steal = done.seconds, done.peak_rss, done.steal
         if durable:
             # coreutils sync FILE fsyncs just that file: the durability civit pays for.
             synced = run_measured(["sync", str(self.paths.output)])
             seconds += synced.seconds
+            steal += synced.steal
         self.check_output(self.paths.output)
-        return Run(seconds, rss)
+        return Run(seconds, rss, steal)
 
     def shell(self) -> Run:
         settle(self.paths.out, cooldown=self.cooldown)
@@ -699,7 +714,7 @@ class Bench:
             ["sha256sum", output],
             ["b3sum", output],
         ]
-        seconds = 0.0
+        seconds = steal = 0.0
         rss = 0
         printed = ""
         for argv in steps:
@@ -707,10 +722,11 @@ class Bench:
             if failure := done.failure(argv[0]):
                 raise CaseError(failure)
             seconds += done.seconds
+            steal += done.steal
             rss = max(rss, done.peak_rss)
             printed += done.stdout
         self.check_printed(printed, "sha256", "blake3")
-        return Run(seconds, rss)
+        return Run(seconds, rss, steal)
 
     def civit_fetch(self, url: str, connections: int) -> Run:
         settle(self.paths.out, self.paths.scratch, cooldown=self.cooldown)
@@ -731,7 +747,7 @@ class Bench:
         if set(report["verified"]) != set(ALGORITHMS):
             raise CaseError(f"civit verified {report['verified']}, expected {ALGORITHMS}")
         self.check_output(self.paths.output)
-        return Run(done.seconds, done.peak_rss, {"fetch_seconds": report["seconds"]})
+        return Run(done.seconds, done.peak_rss, done.steal, {"fetch_seconds": report["seconds"]})
 
     def civit_get(self, api_url: str) -> Run:
         settle(self.paths.out, self.paths.scratch, cooldown=self.cooldown)
@@ -743,11 +759,14 @@ class Bench:
         done = run_measured(argv, env=env)
         if failure := done.failure("civit get"):
             raise CaseError(failure)
-        document = json.loads(done.stdout)[0]
+        parsed = json.loads(done.stdout)
+        document = parsed[0] if isinstance(parsed, list) else parsed
         if document.get("status") != "downloaded" or len(document.get("verified", ())) < 3:
             raise CaseError(f"civit get reported {document}")
         self.check_output(Path(document["path"]))
-        return Run(done.seconds, done.peak_rss, {"civit_seconds": document.get("seconds")})
+        return Run(
+            done.seconds, done.peak_rss, done.steal, {"civit_seconds": document.get("seconds")}
+        )
 
     def aria2c(self) -> Run:
         settle(self.paths.out, cooldown=self.cooldown)
@@ -760,7 +779,7 @@ class Bench:
         if failure := done.failure("aria2c"):
             raise CaseError(failure)
         self.check_output(self.paths.output)
-        return Run(done.seconds, done.peak_rss)
+        return Run(done.seconds, done.peak_rss, done.steal)
 
     # -- hashing cases --
 
@@ -771,7 +790,7 @@ class Bench:
         if failure := done.failure(argv[0]):
             raise CaseError(failure)
         self.check_printed(done.stdout, *algorithms)
-        return Run(done.seconds, done.peak_rss)
+        return Run(done.seconds, done.peak_rss, done.steal)
 
     def civit_hash_argv(self) -> tuple[list[str], str | None]:
         """``civit hash`` if this civit has it, else ``hash_file`` in a subprocess."""
@@ -846,7 +865,7 @@ def install_case(bench: Bench, case: Case, runs: int) -> None:
             if failure := done.failure("civit install --frozen"):
                 case.error = failure
                 return
-            case.runs.append(Run(done.seconds, done.peak_rss))
+            case.runs.append(Run(done.seconds, done.peak_rss, done.steal))
         api_calls = len(fake.requests)
         downloads = len(fake.cdn_requests())
         case.notes.append(f"frozen runs made {api_calls} API requests, {downloads} downloads")
@@ -1065,13 +1084,13 @@ def run_group(cases: Sequence[Case], runs: int, say: Callable[[str], None]) -> N
                 continue
             try:
                 run = case.execute()
-            except (CaseError, OSError, ValueError, KeyError, IndexError) as exc:
+            except (CaseError, OSError, ValueError, LookupError, TypeError) as exc:
                 case.error = f"{type(exc).__name__}: {exc}"
                 say(f"  {case.id}: error: {case.error}")
                 continue
             case.runs.append(run)
             say(f"  run {round_number}/{runs} {case.id}: {run.seconds:.3f} s, "
-                f"{run.peak_rss / MB:.0f} MB RSS")  # fmt: skip
+                f"{run.peak_rss / MB:.0f} MB RSS, {run.steal:.2f} s host steal")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
