@@ -71,6 +71,10 @@ __all__ = [
 
 MiB = 1 << 20
 BUFFER_SIZE = 1 * MiB
+# Page-cache writes of 1 MiB cost several times more kernel time than 128 KiB ones
+# (measured: 3.0-3.8 s vs 0.46 s per 2 GiB), so big receive buffers are written in
+# slices. See scripts/bench.
+WRITE_SLICE = 128 * 1024
 HASH_BLOCK = 4 * MiB
 MIN_SEGMENT = 8 * MiB
 MAX_PIECE = 32 * MiB
@@ -585,7 +589,8 @@ class _Transfer:
                     )
                 written = 0
                 while written < count:
-                    written += os.pwrite(fd, view[written:count], segment.done + written)
+                    piece = view[written : min(count, written + WRITE_SLICE)]
+                    written += os.pwrite(fd, piece, segment.done + written)
                 with self.lock:
                     segment.done += count
                 self._note_progress(count)
