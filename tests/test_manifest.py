@@ -562,3 +562,16 @@ def test_an_unreachable_mirror_falls_back_to_civitai(
     report = civit.install(manifest, frozen=True, client=client, **ENGINE)
     assert report.exit_code == 0
     assert {r.source for r in report.results} == {"civitai"}
+
+
+def test_lock_without_a_model_id_reads_back() -> None:
+    entry = LockedFile(
+        ref="0123456789abcdef" * 4,
+        model_id=None,
+        version_id=368189,
+        file_id=3000001,
+        name="add-detail-xl.safetensors",
+        dest="loras/add-detail-xl.safetensors",
+    )
+    lock = Lock("sha256:" + "0" * 64, (entry,))
+    assert Lock.loads(lock.dumps()) == lock

@@ -559,7 +559,8 @@ def _locked_file(table: object) -> LockedFile:
     unknown = set(table) - {f.name for f in dataclasses.fields(LockedFile)}
     if unknown:
         raise KeyError(f"unknown keys {sorted(unknown)}")
-    locked = LockedFile(**table)
+    # Absent values are left out when written (TOML has no null), model_id included.
+    locked = LockedFile(**{"model_id": None, **table})
     for name in ("version_id", "file_id", "model_id", "size"):
         value = getattr(locked, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
