@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from civit.cli import main
 from civit.testing import Catalog, FakeCivitai, FakeModel, default_catalog
 
 
@@ -35,3 +38,33 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     for variable in ("CIVITAI_API_TOKEN", "CIVITAI_TOKEN", "CIVITAI_BASE_URL", "CIVIT_MIRROR"):
         monkeypatch.delenv(variable, raising=False)
     return home
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What one ``civit`` command did: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def civit_cli(
+    fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliRun]:
+    """Run ``civit ARGS`` in-process through the real entry point, against the fake and
+    with its token in the environment; a traceback on stderr fails the test."""
+    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
+    monkeypatch.setenv("CIVITAI_API_TOKEN", fake.token)
+
+    def run(*args: str | Path) -> CliRun:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err
+        code = exit_.value.code
+        return CliRun(code if isinstance(code, int) else 1, captured.out, captured.err)
+
+    return run

@@ -3,60 +3,30 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from civit.cli import main
 from civit.testing import FakeCivitai
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def civit(fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run ``civit ARGS`` in-process against the fake, with its token in the environment."""
-    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
-    monkeypatch.setenv("CIVITAI_API_TOKEN", fake.token)
-
-    def run(*args: str) -> Run:
-        capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def test_version_and_help(civit) -> None:
-    assert civit("--version").out.strip() == "civit, version 0.1.0"
-    helped = civit("get", "--help")
+def test_version_and_help(civit_cli) -> None:
+    assert civit_cli("--version").out.strip() == "civit, version 0.1.0"
+    helped = civit_cli("get", "--help")
     assert helped.code == 0
     assert "--root" in helped.out and "CIVITAI_API_TOKEN" in helped.out
 
 
-def test_info_human(civit) -> None:
-    run = civit("info", "827184")
+def test_info_human(civit_cli) -> None:
+    run = civit_cli("info", "827184")
     assert run.code == 0
     assert "WAI-illustrious-SDXL" in run.out
     assert "v16.0  #2514310  Illustrious  2025-12-18  (newest)" in run.out
     assert "* 2402203 waiIllustriousSDXL_v160.safetensors" in run.out
 
 
-def test_info_json_is_the_normalized_record(civit, fake: FakeCivitai) -> None:
-    run = civit("info", "827184", "--json")
+def test_info_json_is_the_normalized_record(civit_cli, fake: FakeCivitai) -> None:
+    run = civit_cli("info", "827184", "--json")
     document = json.loads(run.out)
     assert document["id"] == 827184
     files = document["versions"][0]["files"]
@@ -72,51 +42,51 @@ def test_info_json_is_the_normalized_record(civit, fake: FakeCivitai) -> None:
         "urn:air:sdxl:checkpoint:civitai:827184@2300001",
     ],
 )
-def test_info_on_a_version_shows_that_version(civit, ref: str) -> None:
-    run = civit("info", ref)
+def test_info_on_a_version_shows_that_version(civit_cli, ref: str) -> None:
+    run = civit_cli("info", ref)
     assert run.code == 0
     assert "#2300001" in run.out and "#2514310" not in run.out
 
 
-def test_info_unknown_id_exits_4(civit) -> None:
-    run = civit("info", "0")
+def test_info_unknown_id_exits_4(civit_cli) -> None:
+    run = civit_cli("info", "0")
     assert run.code == 4
     assert "No model with id 0" in run.err
-    assert civit("info", "424242").code == 4
+    assert civit_cli("info", "424242").code == 4
 
 
-def test_info_bad_ref_exits_2_listing_forms(civit) -> None:
-    run = civit("info", "not-a-ref")
+def test_info_bad_ref_exits_2_listing_forms(civit_cli) -> None:
+    run = civit_cli("info", "not-a-ref")
     assert run.code == 2
     assert "827184@2514310" in run.err and "urn:air" in run.err
 
 
-def test_info_archived_says_so(civit) -> None:
-    run = civit("info", "99001")
+def test_info_archived_says_so(civit_cli) -> None:
+    run = civit_cli("info", "99001")
     assert run.code == 0
     assert "ARCHIVED" in run.out
 
 
-def test_search_table_and_json(civit) -> None:
-    run = civit("search", "--type", "LORA", "--limit", "3")
+def test_search_table_and_json(civit_cli) -> None:
+    run = civit_cli("search", "--type", "LORA", "--limit", "3")
     assert run.code == 0
     header, *rows = run.out.strip().splitlines()
     assert header.split() == ["ID", "NAME", "TYPE", "BASE", "DOWNLOADS", "CREATOR"]
     assert 1 <= len(rows) <= 3
-    document = json.loads(civit("search", "detail", "--json").out)
+    document = json.loads(civit_cli("search", "detail", "--json").out)
     assert [m["id"] for m in document] == [328553]
 
 
-def test_config_show_never_prints_the_token(civit, fake: FakeCivitai) -> None:
-    run = civit("config", "show")
+def test_config_show_never_prints_the_token(civit_cli, fake: FakeCivitai) -> None:
+    run = civit_cli("config", "show")
     assert run.code == 0
     assert fake.token not in run.out + run.err
     assert "token          set  (env CIVITAI_API_TOKEN)" in run.out
-    assert civit("config", "path").out.strip().endswith("config.toml")
+    assert civit_cli("config", "path").out.strip().endswith("config.toml")
 
 
-def test_get_into_comfyui_with_json_report(civit, fake: FakeCivitai, tmp_path: Path) -> None:
-    run = civit("get", "827184", "--root", str(tmp_path), "--layout", "comfyui", "--json")
+def test_get_into_comfyui_with_json_report(civit_cli, fake: FakeCivitai, tmp_path: Path) -> None:
+    run = civit_cli("get", "827184", "--root", str(tmp_path), "--layout", "comfyui", "--json")
     assert run.code == 0, run.err
     [document] = json.loads(run.out)
     assert document["path"] == str(
@@ -126,66 +96,68 @@ def test_get_into_comfyui_with_json_report(civit, fake: FakeCivitai, tmp_path: P
     assert {"sha256", "blake3", "crc32"} <= set(document["verified"])
     assert document["bytes_transferred"] == fake.file(2402203).length
     assert fake.token not in run.out + run.err
-    again = civit("get", "827184", "--root", str(tmp_path), "--layout", "comfyui")
+    again = civit_cli("get", "827184", "--root", str(tmp_path), "--layout", "comfyui")
     assert again.code == 0 and "already present" in again.err
 
 
-def test_get_auto_layout_says_what_it_detected(civit, tmp_path: Path) -> None:
+def test_get_auto_layout_says_what_it_detected(civit_cli, tmp_path: Path) -> None:
     (tmp_path / "models/Stable-diffusion").mkdir(parents=True)
     (tmp_path / "webui.py").write_text("")
-    run = civit("get", "7808", "--root", str(tmp_path))
+    run = civit_cli("get", "7808", "--root", str(tmp_path))
     assert run.code == 0, run.err
     assert "detected a a1111 install" in run.err or "a1111" in run.err
     assert (tmp_path / "embeddings/easynegative.safetensors").is_file()
 
 
 def test_get_without_token_exits_3_with_how_to(
-    civit, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    civit_cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("CIVITAI_API_TOKEN")
-    run = civit("get", "328553", "--dest", str(tmp_path))
+    run = civit_cli("get", "328553", "--dest", str(tmp_path))
     assert run.code == 3
     assert "CIVITAI_API_TOKEN" in run.err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_get_corrupt_exits_7_naming_the_digests(civit, fake: FakeCivitai, tmp_path: Path) -> None:
+def test_get_corrupt_exits_7_naming_the_digests(
+    civit_cli, fake: FakeCivitai, tmp_path: Path
+) -> None:
     fake.set_faults(3000001, corrupt=True)
-    run = civit("get", "328553", "--dest", str(tmp_path))
+    run = civit_cli("get", "328553", "--dest", str(tmp_path))
     assert run.code == 7
     assert fake.file(3000001).sha256.upper() in run.err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_get_archived_exits_4(civit, tmp_path: Path) -> None:
-    run = civit("get", "99001", "--dest", str(tmp_path))
+def test_get_archived_exits_4(civit_cli, tmp_path: Path) -> None:
+    run = civit_cli("get", "99001", "--dest", str(tmp_path))
     assert run.code == 4
     assert "archived" in run.err
 
 
-def test_get_no_matching_file_lists_what_exists(civit, tmp_path: Path) -> None:
-    run = civit("get", "827184", "--fp", "fp8", "--dest", str(tmp_path))
+def test_get_no_matching_file_lists_what_exists(civit_cli, tmp_path: Path) -> None:
+    run = civit_cli("get", "827184", "--fp", "fp8", "--dest", str(tmp_path))
     assert run.code == 4
     assert "2402204" in run.err and "fp32" in run.err
 
 
-def test_get_several_refs_continues_past_a_failure(civit, tmp_path: Path) -> None:
-    run = civit("get", "99001", "7808", "--dest", str(tmp_path), "--json")
+def test_get_several_refs_continues_past_a_failure(civit_cli, tmp_path: Path) -> None:
+    run = civit_cli("get", "99001", "7808", "--dest", str(tmp_path), "--json")
     assert run.code == 4
     documents = json.loads(run.out)
     assert documents[0]["exit_code"] == 4
     assert documents[1]["status"] == "downloaded"
 
 
-def test_bad_flags_exit_2(civit) -> None:
-    assert civit("get", "827184", "--layout", "nope").code == 2
-    assert civit("get").code == 2
-    assert civit("frobnicate").code == 2
+def test_bad_flags_exit_2(civit_cli) -> None:
+    assert civit_cli("get", "827184", "--layout", "nope").code == 2
+    assert civit_cli("get").code == 2
+    assert civit_cli("frobnicate").code == 2
 
 
-def test_unreachable_service_exits_5(civit, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_service_exits_5(civit_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIVITAI_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("CIVIT_RETRIES", "2")
-    run = civit("info", "827184")
+    run = civit_cli("info", "827184")
     assert run.code == 5
     assert "cannot reach" in run.err

@@ -8,13 +8,11 @@ import os
 import shutil
 import subprocess
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import civit
-from civit.cli import main
 from civit.hashing import HashCache, digest_bytes
 from civit.manifest import Lock, LockedFile, write_lock
 from civit.testing import FakeCivitai, make_safetensors
@@ -22,36 +20,6 @@ from civit.testing import FakeCivitai, make_safetensors
 WAI = 2402203  # file of model 827184 (Checkpoint), version 2514310 "v16.0", Illustrious
 WAI_VAE = 2402206  # another file of the same version
 DETAIL = 3000001  # file of model 328553 (LORA), version 368189 "v1.0", SDXL 1.0
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def civit_cli(
-    fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    """Run ``civit ARGS`` in-process against the fake, with its token in the environment."""
-    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
-    monkeypatch.setenv("CIVITAI_API_TOKEN", fake.token)
-
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        try:
-            main([str(arg) for arg in args])
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 def flipped(content: bytes) -> bytes:

@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import pytest
 
 import civit
 from civit import Client, ManifestError, RetryPolicy
-from civit.cli import main
 from civit.manifest import (
     Lock,
     LockedFile,
@@ -68,31 +66,6 @@ def project(tmp_path: Path) -> Path:
 
 def six_manifest(project: Path) -> civit.Manifest:
     return civit.write_manifest(project / "civit.toml", SIX, settings=COMFY)
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """``civit ARGS`` in-process through the real entry point, against the fake."""
-    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
-    monkeypatch.setenv("CIVITAI_API_TOKEN", fake.token)
-
-    def run(*args: str) -> Run:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_:
-            main(list(args))
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        code = exit_.value.code
-        return Run(code if isinstance(code, int) else 1, captured.out, captured.err)
-
-    return run
 
 
 # -- the manifest ------------------------------------------------------------------
@@ -326,15 +299,15 @@ def test_damaged_lock_is_an_error_that_names_the_fix(project: Path) -> None:
 # -- install -----------------------------------------------------------------------
 
 
-def test_lock_then_frozen_install_then_a_no_op(cli, fake: FakeCivitai, project: Path) -> None:
+def test_lock_then_frozen_install_then_a_no_op(civit_cli, fake: FakeCivitai, project: Path) -> None:
     manifest = six_manifest(project)
     toml = str(manifest.path)
-    locked = cli("lock", "-f", toml)
+    locked = civit_cli("lock", "-f", toml)
     assert locked.code == 0, locked.err
     assert "wrote" in locked.err and "+ 328553: version 368189" in locked.err
 
     fake.clear_log()
-    first = cli("install", "-f", toml, "--frozen", "--jobs", "3")
+    first = civit_cli("install", "-f", toml, "--frozen", "--jobs", "3")
     assert first.code == 0, first.err
     assert "6 files: 6 installed, 0 already present, 0 failed" in first.err
     for file_id, relative in SIX_PATHS.items():
@@ -343,7 +316,7 @@ def test_lock_then_frozen_install_then_a_no_op(cli, fake: FakeCivitai, project: 
     assert api_paths == {"/api/download/models"}  # frozen: links only, no metadata
 
     fake.clear_log()
-    again = cli("install", "-f", toml, "--frozen")
+    again = civit_cli("install", "-f", toml, "--frozen")
     assert again.code == 0
     assert "6 files: 0 installed, 6 already present, 0 failed" in again.err
     assert fake.requests == []  # no API call and no CDN request
@@ -356,30 +329,30 @@ def test_lock_then_frozen_install_then_a_no_op(cli, fake: FakeCivitai, project: 
     assert fake.requests == []
 
 
-def test_lock_command_reports_changes_and_upgrades(cli, project: Path) -> None:
+def test_lock_command_reports_changes_and_upgrades(civit_cli, project: Path) -> None:
     manifest = civit.write_manifest(project / "civit.toml", ["827184"], settings={"dest": "m"})
-    assert cli("lock", "-f", str(manifest.path)).code == 0
-    same = cli("lock", "-f", str(manifest.path))
+    assert civit_cli("lock", "-f", str(manifest.path)).code == 0
+    same = civit_cli("lock", "-f", str(manifest.path))
     assert (same.code, same.err.strip()) == (0, "civit.lock is up to date (1 file)")
     lock = civit.load_lock(manifest.lock_path)
     assert lock is not None
     older = dataclasses.replace(lock.files[0], version_id=2300001, file_id=2300101)
     write_lock(dataclasses.replace(lock, files=(older,)), manifest.lock_path)
-    upgraded = cli("lock", "-f", str(manifest.path), "--upgrade")
+    upgraded = civit_cli("lock", "-f", str(manifest.path), "--upgrade")
     assert "~ 827184: version 2300001 -> 2514310 (file 2402203)" in upgraded.err
-    both = cli("install", "-f", str(manifest.path), "--frozen", "--upgrade")
+    both = civit_cli("install", "-f", str(manifest.path), "--frozen", "--upgrade")
     assert both.code == 2 and "cannot --upgrade" in both.err
 
 
-def test_frozen_refuses_a_stale_or_missing_lock(cli, client: Client, project: Path) -> None:
+def test_frozen_refuses_a_stale_or_missing_lock(civit_cli, client: Client, project: Path) -> None:
     manifest = six_manifest(project)
-    missing = cli("install", "-f", str(manifest.path), "--frozen")
+    missing = civit_cli("install", "-f", str(manifest.path), "--frozen")
     assert missing.code == 2
     assert "run `civit lock` and commit civit.lock" in missing.err
     civit.lock(manifest, client=client)
     with manifest.path.open("a") as handle:
         handle.write('\n[[model]]\nref = "147759"\nname = "upscaler-copy.pt"\n')
-    stale = cli("install", "-f", str(manifest.path), "--frozen")
+    stale = civit_cli("install", "-f", str(manifest.path), "--frozen")
     assert stale.code == 2
     assert "civit.lock is out of date: civit.toml changed" in stale.err
     assert "run `civit lock` and commit civit.lock" in stale.err
@@ -387,13 +360,13 @@ def test_frozen_refuses_a_stale_or_missing_lock(cli, client: Client, project: Pa
 
 
 def test_one_corrupt_file_fails_with_7_and_the_others_install(
-    cli, fake: FakeCivitai, client: Client, project: Path
+    civit_cli, fake: FakeCivitai, client: Client, project: Path
 ) -> None:
     manifest = six_manifest(project)
     civit.lock(manifest, client=client)
     fake.set_faults(3000003, corrupt=True)  # the VAE
     report_path = project / "install.json"
-    run = cli("install", "-f", str(manifest.path), "--frozen", "--report", str(report_path))
+    run = civit_cli("install", "-f", str(manifest.path), "--frozen", "--report", str(report_path))
     assert run.code == 7
     assert "5 installed, 0 already present, 1 failed" in run.err
     assert "SHA256 mismatch" in run.err and "23906" in run.err
