@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import filelock
 
@@ -315,18 +315,6 @@ def _parse_content_range(value: str | None) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
-def _filename_from_disposition(value: str | None) -> str | None:
-    if not value:
-        return None
-    match = re.search(r"filename\*\s*=\s*[^']*''([^;]+)", value, re.IGNORECASE)
-    if match:
-        return unquote(match.group(1).strip().strip('"'))
-    match = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"|filename\s*=\s*([^;]+)', value, re.I)
-    if match:
-        return (match.group(1) or match.group(2) or "").strip() or None
-    return None
-
-
 class _Transfer:
     """One fetch of one URL into one ``.part`` file, with its worker threads."""
 
@@ -366,7 +354,6 @@ class _Transfer:
         self.state: _State | None = None
         self.last_save = 0.0
         self.last_progress = 0.0
-        self.filename_hint: str | None = None
         self.open_connections: set[http.client.HTTPConnection] = set()
 
     # -- links --
@@ -499,9 +486,6 @@ class _Transfer:
         validator = response.getheader("etag")
         if validator and validator.startswith("W/"):
             validator = None  # weak validators cannot guard a byte-range resume
-        self.filename_hint = self.filename_hint or _filename_from_disposition(
-            response.getheader("content-disposition")
-        )
         if status == 206:
             content_range = _parse_content_range(response.getheader("content-range"))
             if content_range is None or content_range[0] != start:
