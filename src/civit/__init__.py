@@ -38,14 +38,12 @@ from civit.identify import (
     verify,
     verify_files,
 )
+from civit.install import EntryResult, InstallReport, install
 from civit.layout import detect_layout, safe_filename
 from civit.manifest import (
-    EntryResult,
-    InstallReport,
     Lock,
     LockedFile,
     Manifest,
-    install,
     load_lock,
     load_manifest,
     lock,

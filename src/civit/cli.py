@@ -36,6 +36,8 @@ from civit.hashing import (
     parse_algorithms,
 )
 from civit.identify import Identification, identify_files, verify_files
+from civit.install import EntryResult
+from civit.install import install as install_manifest
 from civit.layout import detect_layout, resolve_layout
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file
@@ -527,7 +529,7 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
     return 0
 
 
-def describe_entry(result: manifests.EntryResult) -> str:
+def describe_entry(result: EntryResult) -> str:
     """One line for an installed or failed entry."""
     if result.status == "failed":
         return f"civit: error: {result.ref}: {result.error}"
@@ -591,12 +593,12 @@ def install_command(
     """
     bar = TotalBar(quiet=quiet)
 
-    def finished(result: manifests.EntryResult) -> None:
+    def finished(result: EntryResult) -> None:
         if result.status == "failed" or (result.status == "installed" and not quiet):
             bar.message(describe_entry(result))
 
     try:
-        outcome = manifests.install(
+        outcome = install_manifest(
             manifest_path,
             frozen=frozen,
             upgrade=upgrade,

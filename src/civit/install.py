@@ -1,0 +1,584 @@
+"""``civit install``: fetch every locked file that is missing, several at once.
+
+Each entry is already resolved in ``civit.lock`` (see :mod:`civit.manifest`). A file
+that is present and matches its locked SHA256 (hash cache: a stat and a lookup) is
+left alone; a missing one is fetched from the mirror first if one is set, else through
+Civitai's download endpoint, verified, and committed atomically, or fetched into the
+content-addressed store and linked from there. ``frozen=True`` makes no metadata call
+at all: only download links are resolved, and only for missing files. Entries fail
+independently; the report carries each entry's outcome and the worst exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from civit.api import Client
+from civit.config import Settings, load_settings
+from civit.download import fetch, target_lock
+from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
+from civit.hashing import HashCache, hash_file
+from civit.manifest import (
+    FIX_LOCK,
+    LazyClient,
+    Lock,
+    LockedFile,
+    Manifest,
+    as_manifest,
+    check_mirror_template,
+    load_lock,
+    mirror_url,
+    resolve_lock,
+    write_lock,
+)
+from civit.store import LinkOutcome, Store, link_or_copy
+
+__all__ = ["EntryResult", "InstallProgress", "InstallReport", "install"]
+
+# A dead mirror should hand over to Civitai in seconds, not after the full backoff.
+MIRROR_RETRY_BASE = 0.25
+
+#: ``progress(done_bytes, total_bytes)`` over every file being fetched; called from
+#: worker threads. It must be thread-safe and quick.
+InstallProgress = Callable[[int, int], None]
+
+EntryStatus = Literal["installed", "present", "failed"]
+Source = Literal["mirror", "civitai", "store"]
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """What :func:`install` did for one lock entry.
+
+    ``source`` says where the bytes came from this run (``store`` = an existing store
+    entry was linked); ``mirror_error`` why the mirror was passed over, if it was.
+    """
+
+    ref: str
+    path: Path
+    status: EntryStatus
+    size: int | None = None
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+    digests: Mapping[str, str] = field(default_factory=dict)
+    source: Source | None = None
+    link: LinkOutcome | None = None
+    version_id: int | None = None
+    file_id: int | None = None
+    error: str | None = None
+    exit_code: int = 0
+    mirror_error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The report entry; ``error``/``exit_code`` only for failures."""
+        document: dict[str, object] = {
+            "ref": self.ref,
+            "status": self.status,
+            "path": str(self.path),
+            "bytes": self.size,
+            "bytes_transferred": self.bytes_transferred,
+            "seconds": round(self.seconds, 3),
+            "digests": dict(self.digests),
+            "source": self.source,
+            "version_id": self.version_id,
+            "file_id": self.file_id,
+        }
+        if self.link is not None:
+            document["link"] = self.link
+        if self.mirror_error is not None:
+            document["mirror_error"] = self.mirror_error
+        if self.status == "failed":
+            document["error"] = self.error
+            document["exit_code"] = self.exit_code
+        return document
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    """Everything :func:`install` did, in manifest order."""
+
+    manifest: Path
+    lock_path: Path
+    frozen: bool
+    results: tuple[EntryResult, ...]
+    lock_written: bool = False
+    seconds: float = 0.0
+
+    def count(self, status: EntryStatus) -> int:
+        """How many entries ended with ``status``."""
+        return sum(1 for result in self.results if result.status == status)
+
+    @property
+    def exit_code(self) -> int:
+        """0 if all went well, else the highest exit code among the failures.
+
+        Exit codes rise with how specific the failure is (1 other … 7 integrity), so
+        the highest one is the most telling: one corrupt file makes the run exit 7.
+        """
+        return max((result.exit_code for result in self.results), default=0)
+
+    def as_json(self) -> dict[str, object]:
+        """The ``--report`` document."""
+        return {
+            "manifest": str(self.manifest),
+            "lock": str(self.lock_path),
+            "frozen": self.frozen,
+            "lock_written": self.lock_written,
+            "summary": {
+                "installed": self.count("installed"),
+                "present": self.count("present"),
+                "failed": self.count("failed"),
+            },
+            "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 3),
+            "entries": [result.as_json() for result in self.results],
+        }
+
+
+class _Cancelled(BaseException):
+    """Raised inside a download's progress callback to stop it (Ctrl-C elsewhere)."""
+
+
+class _Progress:
+    """Sums per-file progress into one ``(done, total)`` for the caller."""
+
+    def __init__(self, callback: InstallProgress | None, stop: threading.Event) -> None:
+        self.callback = callback
+        self.stop = stop
+        self.done: dict[int, int] = {}
+        self.totals: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def expect(self, key: int, total: int | None) -> None:
+        with self.lock:
+            self.totals[key] = total or 0
+
+    def for_entry(self, key: int) -> Callable[[int, int | None], None]:
+        def update(done: int, total: int | None) -> None:
+            if self.stop.is_set():
+                raise _Cancelled
+            with self.lock:
+                self.done[key] = done
+                if total:
+                    self.totals[key] = total
+                overall = sum(self.done.values()), sum(self.totals.values())
+            if self.callback is not None:
+                self.callback(*overall)
+
+        return update
+
+    def finish(self, key: int) -> None:
+        """Count a file as complete (also when it failed or came from the store)."""
+        with self.lock:
+            self.done[key] = self.totals.get(key, 0)
+            overall = sum(self.done.values()), sum(self.totals.values())
+        if self.callback is not None:
+            self.callback(*overall)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    size: int
+    digests: dict[str, str]
+    transferred: int
+    source: Source
+    mirror_error: str | None = None
+
+
+class _Installer:
+    """Installs lock entries; one instance is shared by the worker threads."""
+
+    def __init__(
+        self,
+        *,
+        client: LazyClient,
+        cache: HashCache,
+        store: Store | None,
+        mirror: str | None,
+        connections: int | None,
+        stall_timeout: float,
+        retry_base: float,
+        progress: _Progress,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.store = store
+        self.mirror = mirror
+        self.connections = connections
+        self.stall_timeout = stall_timeout
+        self.retry_base = retry_base
+        self.progress = progress
+
+    def quick_check(self, locked: LockedFile, target: Path) -> dict[str, str] | bool:
+        """Digests if ``target`` is proven current by a stat and the hash cache;
+        ``False`` if it is missing or proven different; ``True`` if only hashing can tell.
+        """
+        try:
+            stat = target.stat()
+        except OSError:
+            return False
+        if locked.size is not None and stat.st_size != locked.size:
+            return False
+        if locked.sha256 is None:
+            estimate = locked.size_estimate
+            return {} if estimate is None or abs(stat.st_size - estimate) <= 1024 else False
+        digests = self.cache.lookup(stat, ("sha256", "blake3")) or self.cache.lookup(
+            stat, ("sha256",)
+        )
+        if digests is None:
+            return True
+        return digests if locked.hashes.matches("sha256", digests["sha256"]) else False
+
+    def existing(self, locked: LockedFile, target: Path) -> dict[str, str] | None:
+        """Digests of ``target`` if it holds the locked bytes (hashing it if needed)."""
+        quick = self.quick_check(locked, target)
+        if quick is True:
+            digests = hash_file(target, ("sha256", "blake3"), cache=self.cache)
+            return digests if locked.hashes.matches("sha256", digests["sha256"]) else None
+        if quick is False:
+            return None
+        return quick
+
+    def run(self, key: int, locked: LockedFile, target: Path) -> EntryResult:
+        started = time.monotonic()
+        base = EntryResult(
+            ref=locked.ref,
+            path=target,
+            status="failed",
+            version_id=locked.version_id,
+            file_id=locked.file_id,
+        )
+        try:
+            present = self.existing(locked, target)
+            if present is not None:
+                return dataclasses.replace(
+                    base,
+                    status="present",
+                    size=target.stat().st_size,
+                    digests=present,
+                    seconds=time.monotonic() - started,
+                )
+            if self.store is not None and locked.sha256:
+                result = self._via_store(key, locked, target, base)
+            else:
+                result = self._direct(key, locked, target, base)
+        except CivitError as exc:
+            result = dataclasses.replace(base, error=str(exc), exit_code=exc.exit_code)
+        except OSError as exc:
+            result = dataclasses.replace(
+                base, error=f"{target}: {exc.strerror or exc}", exit_code=1
+            )
+        finally:
+            self.progress.finish(key)
+        return dataclasses.replace(result, seconds=time.monotonic() - started)
+
+    def _direct(self, key: int, locked: LockedFile, target: Path, base: EntryResult) -> EntryResult:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target_lock(target):
+            present = self.existing(locked, target)  # another process may have done it
+            if present is not None:
+                return dataclasses.replace(
+                    base, status="present", size=target.stat().st_size, digests=present
+                )
+            fetched = self._fetch(key, locked, target)
+            with contextlib.suppress(OSError):
+                self.cache.store(target.stat(), fetched.digests)
+        return self._installed(base, fetched)
+
+    def _via_store(
+        self, key: int, locked: LockedFile, target: Path, base: EntryResult
+    ) -> EntryResult:
+        assert self.store is not None and locked.sha256 is not None
+        entry = self.store.path_for(locked.sha256)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with target_lock(entry):
+            digests = self.store.verified_digests(locked.sha256, cache=self.cache)
+            if digests is None:
+                fetched = self._fetch(key, locked, entry)
+                with contextlib.suppress(OSError):
+                    self.cache.store(entry.stat(), fetched.digests)
+            else:
+                fetched = _Fetched(entry.stat().st_size, digests, 0, "store")
+            link = link_or_copy(entry, target)
+        if link == "copied":
+            with contextlib.suppress(OSError):
+                self.cache.store(target.stat(), fetched.digests)
+        return dataclasses.replace(self._installed(base, fetched), link=link)
+
+    @staticmethod
+    def _installed(base: EntryResult, fetched: _Fetched) -> EntryResult:
+        return dataclasses.replace(
+            base,
+            status="installed",
+            size=fetched.size,
+            digests=fetched.digests,
+            bytes_transferred=fetched.transferred,
+            source=fetched.source,
+            mirror_error=fetched.mirror_error,
+        )
+
+    def _fetch(self, key: int, locked: LockedFile, target: Path) -> _Fetched:
+        """Fetch into ``target``: the mirror first, then Civitai."""
+        mirror_error = None
+        if self.mirror and locked.sha256:
+            url = mirror_url(self.mirror, sha256=locked.sha256, name=locked.name)
+            try:
+                return self._fetch_from(
+                    key,
+                    lambda: url,
+                    locked,
+                    target,
+                    "mirror",
+                    min(self.retry_base, MIRROR_RETRY_BASE),
+                )
+            except DiskSpaceError:
+                raise
+            except CivitError as exc:  # a miss, a bad copy or a dead mirror: ask Civitai
+                mirror_error = str(exc)
+
+        def resolve() -> str:
+            link = self.client.get().resolve_download(
+                locked.version_id, file_id=locked.file_id, what=locked.name
+            )
+            return link.url
+
+        fetched = self._fetch_from(key, resolve, locked, target, "civitai", self.retry_base)
+        return dataclasses.replace(fetched, mirror_error=mirror_error)
+
+    def _fetch_from(
+        self,
+        key: int,
+        resolve: Callable[[], str],
+        locked: LockedFile,
+        target: Path,
+        source: Source,
+        retry_base: float,
+    ) -> _Fetched:
+        # Separate keys keep a mirror's partial file from being resumed from Civitai
+        # (and the other way round): a bad mirror copy must not poison a good download.
+        file_key = (
+            f"mirror:{locked.sha256}"
+            if source == "mirror"
+            else f"civitai:{locked.version_id}:{locked.file_id}"
+        )
+        size, digests, _, transferred, _ = fetch(
+            resolve,
+            target,
+            expected=locked.hashes,
+            file_key=file_key,
+            size_hint=locked.size_estimate,
+            connections=self.connections,
+            stall_timeout=self.stall_timeout,
+            progress=self.progress.for_entry(key),
+            retry_base=retry_base,
+        )
+        return _Fetched(size, digests, transferred, source)
+
+
+def _choose(name: str, explicit: Any, from_manifest: Any, settings: Settings) -> Any:
+    """Argument > environment > manifest > user config > default (module docstring)."""
+    if explicit is not None:
+        return explicit
+    source = settings.sources.get(name, "")
+    if source.startswith(("env", "command line")):
+        return getattr(settings, name)
+    return from_manifest if from_manifest is not None else getattr(settings, name)
+
+
+def _frozen_lock(manifest: Manifest) -> Lock:
+    current = load_lock(manifest.lock_path)
+    if current is None:
+        raise ManifestError(
+            f"--frozen needs {manifest.lock_path}, and there is none", hint=FIX_LOCK
+        )
+    if current.manifest_hash != manifest.content_hash:
+        raise ManifestError(
+            f"{manifest.lock_path} is out of date: {manifest.path.name} changed since it "
+            "was locked",
+            hint=FIX_LOCK,
+        )
+    return current
+
+
+def _with_learned_sizes(current: Lock, results: Sequence[EntryResult]) -> Lock:
+    files = tuple(
+        dataclasses.replace(locked, size=result.size)
+        if result.status != "failed" and result.size is not None and locked.sha256
+        else locked
+        for locked, result in zip(current.files, results, strict=True)
+    )
+    return dataclasses.replace(current, files=files)
+
+
+def install(
+    manifest: Manifest | str | os.PathLike[str] = "civit.toml",
+    *,
+    frozen: bool = False,
+    upgrade: bool = False,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    jobs: int | None = None,
+    connections: int | None = None,
+    store: str | os.PathLike[str] | None = None,
+    mirror: str | None = None,
+    cache: HashCache | None = None,
+    progress: InstallProgress | None = None,
+    on_result: Callable[[EntryResult], None] | None = None,
+    stall_timeout: float | None = None,
+    retry_base: float = 1.0,
+) -> InstallReport:
+    """Install every file of a manifest: present ones cost a ``stat``, the rest are
+    fetched ``jobs`` at a time, verified, and placed (or linked from the store).
+
+    Without ``frozen`` the lock is brought up to date first (see :func:`lock`). With
+    ``frozen`` the lock is used as it is — no API metadata calls at all; only files
+    that are missing ask the download endpoint for a link. No API client is even
+    created when nothing is missing.
+
+    A failed entry does not stop the others; look at :attr:`InstallReport.exit_code`.
+
+    Args:
+        manifest: a :class:`Manifest` or the path of ``civit.toml``.
+        frozen: use ``civit.lock`` as is; fail if it is missing or stale.
+        upgrade: re-resolve unpinned entries to their newest version (not with frozen).
+        client: API client (default: made from ``settings`` when first needed).
+        settings: environment and user config (default: loaded).
+        jobs: files fetched at once.
+        connections: connections per file (default: by size).
+        store: content-addressed store folder; files are hardlinked from it.
+        mirror: URL template tried before Civitai, e.g. ``http://cache/{sha256}``.
+        cache: hash cache (default: the user's).
+        progress: ``progress(done, total)`` in bytes over all files being fetched.
+        on_result: called with each entry's result as it finishes.
+        stall_timeout: seconds without a byte before reconnecting.
+        retry_base: first backoff delay in seconds.
+
+    Returns:
+        The :class:`InstallReport`.
+
+    Raises:
+        ManifestError: invalid manifest; with ``frozen``, a missing or stale lock.
+        UsageError: ``frozen`` with ``upgrade``, or a bad mirror template.
+        CivitError: (without ``frozen``) an entry cannot be resolved.
+    """
+    started = time.monotonic()
+    if frozen and upgrade:
+        raise UsageError("--frozen installs the lock as it is; it cannot --upgrade")
+    parsed = as_manifest(manifest)
+    settings = settings if settings is not None else load_settings()
+    cache = cache if cache is not None else HashCache.default()
+    holder = LazyClient(client, settings)
+    wanted_mirror = _choose("mirror", mirror, parsed.settings.mirror, settings)
+    if wanted_mirror is not None:
+        check_mirror_template(wanted_mirror)
+    store_root = _choose("store", store, parsed.settings.store, settings)
+    stop = threading.Event()
+    written = False
+    aggregate = _Progress(progress, stop)
+    installer = _Installer(
+        client=holder,
+        cache=cache,
+        store=Store(Path(store_root).expanduser()) if store_root is not None else None,
+        mirror=wanted_mirror,
+        connections=_choose("connections", connections, parsed.settings.connections, settings),
+        stall_timeout=stall_timeout if stall_timeout is not None else settings.stall_timeout,
+        retry_base=retry_base,
+        progress=aggregate,
+    )
+    try:
+        if frozen:
+            current = _frozen_lock(parsed)
+        else:
+            current = resolve_lock(
+                parsed,
+                holder,
+                previous=load_lock(parsed.lock_path),
+                upgrade=upgrade,
+                cache=cache,
+            )
+            written = write_lock(current, parsed.lock_path)
+        results = _install_all(
+            current,
+            parsed.folder,
+            installer,
+            jobs=_choose("jobs", jobs, parsed.settings.jobs, settings),
+            stop=stop,
+            on_result=on_result,
+        )
+    finally:
+        holder.close()
+    if not frozen:
+        learned = write_lock(_with_learned_sizes(current, results), parsed.lock_path)
+        written = written or learned
+    return InstallReport(
+        manifest=parsed.path,
+        lock_path=parsed.lock_path,
+        frozen=frozen,
+        results=tuple(results),
+        lock_written=written,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _install_all(
+    current: Lock,
+    folder: Path,
+    installer: _Installer,
+    *,
+    jobs: int,
+    stop: threading.Event,
+    on_result: Callable[[EntryResult], None] | None,
+) -> list[EntryResult]:
+    targets = [locked.target(folder) for locked in current.files]
+    results: list[EntryResult | None] = [None] * len(targets)
+    pending: dict[Path, int] = {}  # one job per destination, even if listed twice
+    for index, (locked, target) in enumerate(zip(current.files, targets, strict=True)):
+        quick = installer.quick_check(locked, target)
+        if isinstance(quick, dict):
+            present = EntryResult(
+                ref=locked.ref,
+                path=target,
+                status="present",
+                size=locked.size if locked.size is not None else target.stat().st_size,
+                digests=quick,
+                version_id=locked.version_id,
+                file_id=locked.file_id,
+            )
+            results[index] = present
+            if on_result is not None:
+                on_result(present)
+        elif target not in pending:
+            pending[target] = index
+            if quick is False:
+                installer.progress.expect(index, locked.size_estimate)
+    if pending:
+        with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="civit-install") as pool:
+            futures: dict[Future[EntryResult], int] = {
+                pool.submit(installer.run, index, current.files[index], target): index
+                for target, index in pending.items()
+            }
+            try:
+                for future in as_completed(futures):
+                    finished = future.result()
+                    results[futures[future]] = finished
+                    if on_result is not None:
+                        on_result(finished)
+            except BaseException:
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    for index, target in enumerate(targets):
+        if results[index] is None:  # a second entry for a destination already handled
+            first = results[pending[target]]
+            assert first is not None
+            results[index] = dataclasses.replace(first, ref=current.files[index].ref)
+    return [result for result in results if result is not None]
