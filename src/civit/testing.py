@@ -77,7 +77,7 @@ from types import FrameType, TracebackType
 from typing import Any, BinaryIO, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from civit.hashing import Digester, digest_bytes
+from civit.hashing import Digester, digest_bytes, hash_file
 
 __all__ = [
     "IN_MEMORY_LIMIT",
@@ -226,11 +226,7 @@ class FakeFile:
             return dict(self.known_digests)
         if self.path is None:
             return digest_bytes(self.content)
-        digester = Digester()
-        with self.path.open("rb") as stream:
-            while block := stream.read(CHUNK_SIZE):
-                digester.update(block)
-        return digester.hexdigests()
+        return hash_file(self.path, "all")
 
     @property
     def sha256(self) -> str:
