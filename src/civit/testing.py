@@ -559,9 +559,8 @@ def _write_big(path: Path, size: int, seed: int) -> dict[str, str]:
         return cached
     prefix, remaining = _safetensors_prefix(size, seed)
     rng = random.Random(seed)
-    digester = Digester()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as stream:
+    with Digester() as digester, path.open("wb") as stream:
         stream.write(prefix)
         digester.update(prefix)
         while remaining:
@@ -569,7 +568,7 @@ def _write_big(path: Path, size: int, seed: int) -> dict[str, str]:
             stream.write(block)
             digester.update(block)
             remaining -= len(block)
-    digests = digester.hexdigests()
+        digests = digester.hexdigests()
     sidecar.write_text(json.dumps(digests))
     return digests
 
