@@ -1094,6 +1094,7 @@ def download(
         name=name,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
+    own_cache = cache is None
     cache = cache if cache is not None else HashCache.default()
     own_client = client is None
     api = client or Client()
@@ -1134,6 +1135,8 @@ def download(
     finally:
         if own_client:
             api.close()
+        if own_cache:
+            cache.close()
     return DownloadResult(
         path=target,
         size=size,
