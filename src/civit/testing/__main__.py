@@ -1,0 +1,7 @@
+"""``python -m civit.testing``."""
+
+import sys
+
+from civit.testing.runner import main
+
+sys.exit(main())
