@@ -15,7 +15,7 @@ Everything happens on this machine, in ``bench/work/``:
   the same folder; between runs the output is removed, the disk synced, and a short
   cool-down puts every run in the same memory state (see :func:`settle`).
 
-civit's download cases call :func:`civit.download.fetch` (the engine ``civit get`` runs
+civit's download cases call :func:`civit.transfer.fetch` (the engine ``civit get`` runs
 once the API has given a link) in a subprocess of its own, so its wall time includes
 interpreter start-up and imports, as a user would see it, and its peak RSS is its own.
 ``civit get`` end to end, through :class:`civit.testing.FakeCivitai`, runs once per
@@ -883,8 +883,8 @@ def fetch_driver(argv: Sequence[str]) -> int:
     """
     import resource
 
-    from civit.download import fetch
     from civit.records import Hashes
+    from civit.transfer import fetch
 
     url, target, size, connections, digests = argv
     expected = Hashes(**{name: value for name, value in json.loads(digests).items()})

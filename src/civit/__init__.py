@@ -14,7 +14,7 @@ from __future__ import annotations
 from civit._version import VERSION as __version__
 from civit.api import Client, DownloadLink, RetryPolicy
 from civit.config import Settings, load_settings
-from civit.download import DownloadResult, download, get, plan_target, write_info_sidecar
+from civit.downloader import DownloadResult, download, get, plan_target, write_info_sidecar
 from civit.errors import (
     AuthError,
     CivitError,
@@ -30,7 +30,7 @@ from civit.errors import (
     UsageError,
 )
 from civit.hashing import Digester, HashCache, hash_file
-from civit.identify import (
+from civit.identification import (
     FileCheck,
     Identification,
     identify,
@@ -38,7 +38,7 @@ from civit.identify import (
     verify,
     verify_files,
 )
-from civit.install import EntryResult, InstallReport, install
+from civit.installer import EntryResult, InstallReport, install
 from civit.layout import detect_layout, safe_filename
 from civit.manifest import (
     Lock,

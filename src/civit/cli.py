@@ -24,8 +24,8 @@ from civit import records
 from civit._version import VERSION
 from civit.api import Client
 from civit.config import Settings, config_path, load_settings
-from civit.download import DownloadResult, write_info_sidecar
-from civit.download import get as get_ref
+from civit.downloader import DownloadResult, write_info_sidecar
+from civit.downloader import get as get_ref
 from civit.errors import CivitError
 from civit.fsutil import atomic_write, human_bytes
 from civit.hashing import (
@@ -35,9 +35,9 @@ from civit.hashing import (
     iter_model_files,
     parse_algorithms,
 )
-from civit.identify import Identification, identify_files, verify_files
-from civit.install import EntryResult
-from civit.install import install as install_manifest
+from civit.identification import Identification, identify_files, verify_files
+from civit.installer import EntryResult
+from civit.installer import install as install_manifest
 from civit.layout import detect_layout, resolve_layout
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file

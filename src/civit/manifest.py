@@ -1,6 +1,6 @@
 """``civit.toml`` says what is wanted, ``civit.lock`` pins what it resolved to.
 
-The flow, like ``uv lock`` / ``uv sync --frozen`` (installing is :mod:`civit.install`)::
+The flow, like ``uv lock`` / ``uv sync --frozen`` (installing is :mod:`civit.installer`)::
 
     civit.toml ──► load_manifest ──► lock() ──► civit.lock ──► install(frozen=True)
     [[model]] refs   validated,        API:         version id,     stat + hash cache;
@@ -61,7 +61,7 @@ import tomli_w
 
 from civit.api import Client
 from civit.config import Settings
-from civit.download import plan_target
+from civit.downloader import plan_target
 from civit.errors import CivitError, ManifestError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashing import HashCache

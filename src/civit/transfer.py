@@ -24,7 +24,6 @@ import contextlib
 import errno
 import hashlib
 import http.client
-import json
 import os
 import random
 import re
@@ -32,15 +31,15 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import filelock
 
-from civit.api import USER_AGENT, Client, parse_retry_after
+from civit.api import USER_AGENT, parse_retry_after
 from civit.errors import (
     AuthError,
     CivitError,
@@ -50,23 +49,19 @@ from civit.errors import (
     NotFoundError,
     redact_url,
 )
-from civit.fsutil import atomic_write, cache_dir, check_free_space, commit, human_bytes
-from civit.hashing import Digester, HashCache, hash_file
-from civit.layout import path_inside, resolve_layout, target_dir
-from civit.records import File, Hashes, Version
-from civit.refs import Ref, parse_ref
-from civit.select import select_file
+from civit.fsutil import atomic_write, cache_dir, check_free_space, commit
+from civit.hashing import Digester
+from civit.partfile import PartState, Segment, preallocate, release_to_disk
+from civit.records import Hashes
 
 __all__ = [
-    "DownloadResult",
+    "LinkResolver",
     "ProgressCallback",
     "default_connections",
-    "download",
+    "digests_to_compute",
     "fetch",
-    "get",
-    "plan_target",
+    "piece_size",
     "target_lock",
-    "write_info_sidecar",
 ]
 
 MiB = 1 << 20
@@ -102,43 +97,6 @@ HTML_HINT = (
 _HTML_START = re.compile(rb"^\s*(<!doctype html|<html|<head|<\?xml)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class DownloadResult:
-    """What one :func:`download` did.
-
-    ``verified`` names the digests compared with the record; ``bytes_transferred`` is
-    what crossed the network this run; ``resumed_from`` what a previous run left.
-    """
-
-    path: Path
-    size: int
-    status: Status
-    digests: Mapping[str, str] = field(default_factory=dict)
-    verified: tuple[str, ...] = ()
-    bytes_transferred: int = 0
-    resumed_from: int = 0
-    seconds: float = 0.0
-    file_id: int | None = None
-
-    @property
-    def sha256(self) -> str | None:
-        return self.digests.get("sha256")
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "path": str(self.path),
-            "status": self.status,
-            "size": self.size,
-            "sha256": self.sha256,
-            "digests": dict(self.digests),
-            "verified": list(self.verified),
-            "bytes_transferred": self.bytes_transferred,
-            "resumed_from": self.resumed_from,
-            "seconds": round(self.seconds, 3),
-            "file_id": self.file_id,
-        }
-
-
 def default_connections(size: int | None) -> int:
     """Connections for a file of ``size`` bytes: one per 32 MiB, between 1 and 8.
 
@@ -167,98 +125,6 @@ def digests_to_compute(hashes: Hashes) -> tuple[str, ...]:
     """SHA256 and BLAKE3 always (for reports and locks), plus whatever the record has."""
     wanted = {"sha256", "blake3", *hashes.as_dict()}
     return tuple(sorted(wanted))
-
-
-# -- planning ----------------------------------------------------------------------
-
-
-def plan_target(
-    file: File,
-    *,
-    root: Path | None = None,
-    layout: str = "auto",
-    dest: Path | None = None,
-    name: str | None = None,
-) -> Path:
-    """Where ``file`` goes: ``dest`` as is, else the WebUI folder for its type in ``root``.
-
-    The name is reduced to a safe base name and proven to stay inside the folder.
-
-    Raises:
-        UsageError: neither ``root`` nor ``dest``, an undetectable layout, a bad name.
-    """
-    if dest is not None:
-        folder = dest
-    elif root is not None:
-        chosen = resolve_layout(root, layout)  # type: ignore[arg-type]
-        folder = target_dir(root, chosen, model_type=file.model_type, file_type=file.type)
-    else:
-        folder = Path.cwd()
-    return path_inside(folder, name or file.name)
-
-
-def write_info_sidecar(model_path: Path, version: Version) -> Path:
-    """Write ``<model>.civitai.info`` (the version record, as A1111 extensions read it)."""
-    sidecar = model_path.with_name(model_path.name + ".civitai.info")
-    document = dict(version.raw) or {"id": version.id, "name": version.name}
-    atomic_write(sidecar, json.dumps(document, indent=2, ensure_ascii=False).encode())
-    return sidecar
-
-
-# -- resume state ------------------------------------------------------------------
-
-
-@dataclass
-class _Segment:
-    """A byte range ``[done, end)`` still to fetch; ``start`` is where it began."""
-
-    start: int
-    end: int
-    done: int
-    claimed: bool = field(default=False, compare=False)
-
-    @property
-    def remaining(self) -> int:
-        return max(self.end - self.done, 0)
-
-
-@dataclass
-class _State:
-    file_key: str
-    size: int
-    sha256: str | None
-    validator: str | None
-    segments: list[_Segment]
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": 1,
-                "file": self.file_key,
-                "size": self.size,
-                "sha256": self.sha256,
-                "validator": self.validator,
-                "segments": [[s.start, s.end, s.done] for s in self.segments if s.remaining],
-            }
-        ).encode()
-
-    @classmethod
-    def load(cls, path: Path) -> _State | None:
-        try:
-            doc = json.loads(path.read_text())
-            segments = [_Segment(int(a), int(b), int(c)) for a, b, c in doc["segments"]]
-            return cls(
-                str(doc["file"]), int(doc["size"]), doc["sha256"], doc["validator"], segments
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    @property
-    def bytes_present(self) -> int:
-        return self.size - sum(s.remaining for s in self.segments)
-
-    def first_unfinished(self) -> _Segment | None:
-        return next((s for s in sorted(self.segments, key=lambda s: s.start) if s.remaining), None)
 
 
 # -- the transfer ------------------------------------------------------------------
@@ -351,7 +217,7 @@ class _Transfer:
         self.refreshes = 0
         self.transferred = 0
         self.resumed_from = 0
-        self.state: _State | None = None
+        self.state: PartState | None = None
         self.last_save = 0.0
         self.last_progress = 0.0
         self.open_connections: set[http.client.HTTPConnection] = set()
@@ -544,7 +410,7 @@ class _Transfer:
             atomic_write(self.state_path, data, durable=False)
 
     def _receive(
-        self, fd: int, segment: _Segment, opened: _Response
+        self, fd: int, segment: Segment, opened: _Response
     ) -> http.client.HTTPConnection | None:
         """Copy the body of ``opened`` into ``segment`` until it is done or drops.
 
@@ -590,7 +456,7 @@ class _Transfer:
     def _run_segment(
         self,
         fd: int,
-        segment: _Segment,
+        segment: Segment,
         connection: http.client.HTTPConnection | None,
     ) -> http.client.HTTPConnection | None:
         """Fetch ``segment`` with reconnects; return a connection worth reusing, if any."""
@@ -630,7 +496,7 @@ class _Transfer:
             delay *= random.uniform(0.5, 1.0)
         self.cancelled.wait(delay)
 
-    def _claim(self) -> _Segment | None:
+    def _claim(self) -> Segment | None:
         """The first piece nobody works on: pieces go out front to back, so the
         contiguous frontier (and the hasher behind it) moves at full speed."""
         with self.lock:
@@ -641,7 +507,7 @@ class _Transfer:
                     return segment
         return None
 
-    def _steal(self) -> _Segment | None:
+    def _steal(self) -> Segment | None:
         """Split the largest unfinished segment so an idle connection can help."""
         with self.lock:
             assert self.state is not None
@@ -649,7 +515,7 @@ class _Transfer:
             if busiest is None or busiest.remaining < 2 * MIN_SEGMENT:
                 return None
             middle = busiest.done + busiest.remaining // 2
-            stolen = _Segment(middle, busiest.end, middle, claimed=True)
+            stolen = Segment(middle, busiest.end, middle, claimed=True)
             busiest.end = middle
             self.state.segments.append(stolen)
             self.state.segments.sort(key=lambda s: s.start)
@@ -694,7 +560,7 @@ class _Transfer:
                     which ^= 1
                     position += count
                     if position - released >= WRITEBACK_STEP:
-                        _release(fd, released, position - released)
+                        release_to_disk(fd, released, position - released)
                         released = position
             if pending:
                 digester.wait()
@@ -711,9 +577,9 @@ class _Transfer:
             self.lock.notify_all()
         self._abort_connections()
 
-    def _previous_state(self) -> _State | None:
+    def _previous_state(self) -> PartState | None:
         """The state of an earlier run of this same file, if its ``.part`` is usable."""
-        previous = _State.load(self.state_path)
+        previous = PartState.load(self.state_path)
         usable = (
             previous is not None
             and previous.file_key == self.file_key
@@ -738,7 +604,7 @@ class _Transfer:
             if largest is None or largest.remaining < 2 * MIN_SEGMENT:
                 break
             middle = largest.done + largest.remaining // 2
-            segments.append(_Segment(middle, largest.end, middle))
+            segments.append(Segment(middle, largest.end, middle))
             largest.end = middle
         self.state.segments = sorted(segments, key=lambda s: s.start)
 
@@ -802,11 +668,11 @@ class _Transfer:
         self._discard()
         if probe.response.status != 206:
             self.connections = 1
-        segments = [_Segment(0, probe.end, 0)]
+        segments = [Segment(0, probe.end, 0)]
         step = piece_size(probe.total, self.connections)
         for start in range(probe.end, probe.total, step):
-            segments.append(_Segment(start, min(start + step, probe.total), start))
-        self.state = _State(
+            segments.append(Segment(start, min(start + step, probe.total), start))
+        self.state = PartState(
             self.file_key, probe.total, self.expected.sha256, probe.validator, segments
         )
         return probe
@@ -830,7 +696,7 @@ class _Transfer:
         digester = Digester(self.algorithms)
         try:
             if os.fstat(fd).st_size != state.size:
-                _preallocate(fd, state.size, self.part)
+                preallocate(fd, state.size, self.part)
             self._save_state()
             if self.progress:
                 self.progress(self.resumed_from, state.size)
@@ -897,34 +763,6 @@ class _Transfer:
         finally:
             if connection is not None:
                 self._close(connection)
-
-
-def _release(fd: int, offset: int, length: int) -> None:
-    """Start writing hashed bytes to disk now and let the page cache drop them.
-
-    Without it the final fsync waits for the whole file's write-back at once (seconds
-    for gigabytes), and a big download evicts everything else from the page cache.
-    """
-    if hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-
-
-def _preallocate(fd: int, size: int, part: Path) -> None:
-    try:
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(fd, 0, size)
-        else:  # pragma: no cover - macOS, Windows
-            os.ftruncate(fd, size)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskSpaceError(
-                f"not enough disk space for {part.name} ({human_bytes(size)})",
-                path=str(part.parent),
-                needed=size,
-                free=0,
-            ) from exc
-        os.ftruncate(fd, size)  # file systems without fallocate support (e.g. some NFS)
 
 
 # -- public entry points -----------------------------------------------------------
@@ -1012,184 +850,3 @@ def fetch(
     commit(part, target)
     state_path.unlink(missing_ok=True)
     return size, digests, verified, transfer.transferred, transfer.resumed_from
-
-
-def _present(
-    target: Path, file: File, cache: HashCache | None, verify: bool
-) -> dict[str, str] | None:
-    """Digests of ``target`` if it already holds ``file``'s bytes, else ``None``.
-
-    With a SHA256 in the record, that (answered by the hash cache when the file is
-    unchanged) is proof enough; BLAKE3 rides along for reports and lock files.
-    Without verification or hashes, a size within ``sizeKB``'s rounding counts.
-    """
-    if not target.is_file():
-        return None
-    if not verify or not file.hashes:
-        approx = file.approx_bytes
-        if approx is None or abs(target.stat().st_size - approx) <= 1024:
-            return {}
-        return None
-    algorithms = ("sha256", "blake3") if file.hashes.sha256 else digests_to_compute(file.hashes)
-    digests = hash_file(target, algorithms, cache=cache)
-    try:
-        file.hashes.check(digests, path=str(target))
-    except IntegrityError:
-        return None
-    return digests
-
-
-def download(
-    file: File,
-    *,
-    root: Path | str | None = None,
-    layout: str = "auto",
-    dest: Path | str | None = None,
-    name: str | None = None,
-    client: Client | None = None,
-    connections: int | None = None,
-    verify: bool = True,
-    stall_timeout: float = 30.0,
-    progress: ProgressCallback | None = None,
-    cache: HashCache | None = None,
-    retry_base: float = 1.0,
-) -> DownloadResult:
-    """Download ``file`` into a WebUI folder (``root`` + ``layout``) or ``dest``.
-
-    Already present and matching the record → no network, ``status="present"``.
-    Otherwise resolves a link through ``client`` (which holds the token), fetches with
-    resume and ``connections`` parallel segments, verifies every digest the record
-    has, and renames into place.
-
-    Args:
-        file: the file record (from :func:`civit.select_file`).
-        root: a WebUI install folder; the subfolder follows ``layout`` and the type.
-        layout: ``auto``, ``a1111``, ``comfyui``, ``swarmui`` or ``flat``.
-        dest: a plain destination folder (overrides ``root``).
-        name: file name to save as (default: the record's, made safe).
-        client: API client; one is made from the environment when omitted.
-        connections: parallel connections (default: by size).
-        verify: compare digests with the record (default on).
-        stall_timeout: seconds without a byte before reconnecting.
-        progress: ``progress(done, total)`` callback.
-        cache: hash cache (default: the user's cache folder).
-        retry_base: first backoff delay in seconds.
-
-    Returns:
-        A :class:`DownloadResult`.
-
-    Raises:
-        IntegrityError: digests do not match (nothing is left at the final name).
-        AuthError / EarlyAccessError: token missing or refused, login page.
-        NotDownloadableError / NotFoundError: archived, disabled, no such file.
-        RateLimitError: daily download limit. NetworkError: gave up after retries.
-        DiskSpaceError: not enough free space.
-    """
-    started = time.monotonic()
-    target = plan_target(
-        file,
-        root=Path(root) if root is not None else None,
-        layout=layout,
-        dest=Path(dest) if dest is not None else None,
-        name=name,
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    own_cache = cache is None
-    cache = cache if cache is not None else HashCache.default()
-    own_client = client is None
-    api = client or Client()
-    try:
-        with target_lock(target):
-            present = _present(target, file, cache, verify)
-            if present is not None:
-                return DownloadResult(
-                    path=target,
-                    size=target.stat().st_size,
-                    status="present",
-                    digests=present,
-                    verified=tuple(a for a in present if file.hashes.matches(a, present[a])),
-                    seconds=time.monotonic() - started,
-                    file_id=file.id,
-                )
-            if file.version_id is None:
-                raise NotFoundError(f"file {file.id} does not say which version it belongs to")
-            version_id = file.version_id
-
-            def resolve() -> str:
-                return api.resolve_download(version_id, file_id=file.id, what=file.name).url
-
-            size, digests, verified, transferred, resumed = fetch(
-                resolve,
-                target,
-                expected=file.hashes,
-                file_key=f"civitai:{version_id}:{file.id}",
-                size_hint=file.approx_bytes,
-                connections=connections,
-                verify=verify,
-                stall_timeout=stall_timeout,
-                progress=progress,
-                retry_base=retry_base,
-            )
-            with contextlib.suppress(OSError):
-                cache.store(target.stat(), digests)
-    finally:
-        if own_client:
-            api.close()
-        if own_cache:
-            cache.close()
-    return DownloadResult(
-        path=target,
-        size=size,
-        status="downloaded",
-        digests=digests,
-        verified=verified,
-        bytes_transferred=transferred,
-        resumed_from=resumed,
-        seconds=time.monotonic() - started,
-        file_id=file.id,
-    )
-
-
-def get(
-    ref: str | Ref,
-    *,
-    client: Client,
-    type: str | None = None,
-    format: str | None = None,
-    fp: str | None = None,
-    size: str | None = None,
-    write_info: bool = False,
-    **options: Any,
-) -> DownloadResult:
-    """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
-
-    Selection flags override hints carried by a download URL ref (``?type=``...);
-    a URL's ``fileId`` picks that exact file.
-
-    Args:
-        ref: anything :func:`civit.parse_ref` accepts, or a parsed :class:`Ref`.
-        client: the API client (token, base URL).
-        type: file type preference, e.g. ``Model`` or ``VAE``.
-        format: ``SafeTensor``, ``PickleTensor``, ``GGUF``... (aliases accepted).
-        fp: precision preference, e.g. ``fp16``.
-        size: ``pruned`` or ``full``.
-        write_info: also write ``<file>.civitai.info`` beside the model.
-        **options: passed to :func:`download` (root, layout, dest, connections, ...).
-
-    Returns:
-        The :class:`DownloadResult` of the chosen file.
-    """
-    parsed = parse_ref(ref) if isinstance(ref, str) else ref
-    version = client.get_version_for(parsed, full=write_info)
-    file = select_file(
-        version,
-        type=type or parsed.type,
-        format=format or parsed.format,
-        fp=fp or parsed.fp,
-        size=size or parsed.size,
-        file_id=parsed.file_id if not (type or format or fp or size) else None,
-    )
-    result = download(file, client=client, **options)
-    if write_info:
-        write_info_sidecar(result.path, version)
-    return result

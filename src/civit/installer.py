@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from civit.api import Client
 from civit.config import Settings, load_settings
-from civit.download import fetch, target_lock
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.hashing import HashCache, hash_file
 from civit.manifest import (
@@ -41,6 +40,7 @@ from civit.manifest import (
     write_lock,
 )
 from civit.store import LinkOutcome, Store, link_or_copy
+from civit.transfer import fetch, target_lock
 
 __all__ = ["EntryResult", "InstallProgress", "InstallReport", "install"]
 

@@ -1,0 +1,280 @@
+"""``civit get`` as functions: plan where a file goes, skip it if present, else fetch it.
+
+:func:`download` takes a chosen :class:`civit.File`; :func:`get` resolves a ref, chooses
+the file and downloads it. The bytes move through :func:`civit.transfer.fetch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from civit.api import Client
+from civit.errors import IntegrityError, NotFoundError
+from civit.fsutil import atomic_write
+from civit.hashing import HashCache, hash_file
+from civit.layout import path_inside, resolve_layout, target_dir
+from civit.records import File, Version
+from civit.refs import Ref, parse_ref
+from civit.select import select_file
+from civit.transfer import ProgressCallback, digests_to_compute, fetch, target_lock
+
+__all__ = ["DownloadResult", "download", "get", "plan_target", "write_info_sidecar"]
+
+Status = Literal["downloaded", "present"]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What one :func:`download` did.
+
+    ``verified`` names the digests compared with the record; ``bytes_transferred`` is
+    what crossed the network this run; ``resumed_from`` what a previous run left.
+    """
+
+    path: Path
+    size: int
+    status: Status
+    digests: Mapping[str, str] = field(default_factory=dict)
+    verified: tuple[str, ...] = ()
+    bytes_transferred: int = 0
+    resumed_from: int = 0
+    seconds: float = 0.0
+    file_id: int | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.digests.get("sha256")
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "size": self.size,
+            "sha256": self.sha256,
+            "digests": dict(self.digests),
+            "verified": list(self.verified),
+            "bytes_transferred": self.bytes_transferred,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3),
+            "file_id": self.file_id,
+        }
+
+
+def plan_target(
+    file: File,
+    *,
+    root: Path | None = None,
+    layout: str = "auto",
+    dest: Path | None = None,
+    name: str | None = None,
+) -> Path:
+    """Where ``file`` goes: ``dest`` as is, else the WebUI folder for its type in ``root``.
+
+    The name is reduced to a safe base name and proven to stay inside the folder.
+
+    Raises:
+        UsageError: neither ``root`` nor ``dest``, an undetectable layout, a bad name.
+    """
+    if dest is not None:
+        folder = dest
+    elif root is not None:
+        chosen = resolve_layout(root, layout)  # type: ignore[arg-type]
+        folder = target_dir(root, chosen, model_type=file.model_type, file_type=file.type)
+    else:
+        folder = Path.cwd()
+    return path_inside(folder, name or file.name)
+
+
+def write_info_sidecar(model_path: Path, version: Version) -> Path:
+    """Write ``<model>.civitai.info`` (the version record, as A1111 extensions read it)."""
+    sidecar = model_path.with_name(model_path.name + ".civitai.info")
+    document = dict(version.raw) or {"id": version.id, "name": version.name}
+    atomic_write(sidecar, json.dumps(document, indent=2, ensure_ascii=False).encode())
+    return sidecar
+
+
+def _present(
+    target: Path, file: File, cache: HashCache | None, verify: bool
+) -> dict[str, str] | None:
+    """Digests of ``target`` if it already holds ``file``'s bytes, else ``None``.
+
+    With a SHA256 in the record, that (answered by the hash cache when the file is
+    unchanged) is proof enough; BLAKE3 rides along for reports and lock files.
+    Without verification or hashes, a size within ``sizeKB``'s rounding counts.
+    """
+    if not target.is_file():
+        return None
+    if not verify or not file.hashes:
+        approx = file.approx_bytes
+        if approx is None or abs(target.stat().st_size - approx) <= 1024:
+            return {}
+        return None
+    algorithms = ("sha256", "blake3") if file.hashes.sha256 else digests_to_compute(file.hashes)
+    digests = hash_file(target, algorithms, cache=cache)
+    try:
+        file.hashes.check(digests, path=str(target))
+    except IntegrityError:
+        return None
+    return digests
+
+
+def download(
+    file: File,
+    *,
+    root: Path | str | None = None,
+    layout: str = "auto",
+    dest: Path | str | None = None,
+    name: str | None = None,
+    client: Client | None = None,
+    connections: int | None = None,
+    verify: bool = True,
+    stall_timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    cache: HashCache | None = None,
+    retry_base: float = 1.0,
+) -> DownloadResult:
+    """Download ``file`` into a WebUI folder (``root`` + ``layout``) or ``dest``.
+
+    Already present and matching the record → no network, ``status="present"``.
+    Otherwise resolves a link through ``client`` (which holds the token), fetches with
+    resume and ``connections`` parallel segments, verifies every digest the record
+    has, and renames into place.
+
+    Args:
+        file: the file record (from :func:`civit.select_file`).
+        root: a WebUI install folder; the subfolder follows ``layout`` and the type.
+        layout: ``auto``, ``a1111``, ``comfyui``, ``swarmui`` or ``flat``.
+        dest: a plain destination folder (overrides ``root``).
+        name: file name to save as (default: the record's, made safe).
+        client: API client; one is made from the environment when omitted.
+        connections: parallel connections (default: by size).
+        verify: compare digests with the record (default on).
+        stall_timeout: seconds without a byte before reconnecting.
+        progress: ``progress(done, total)`` callback.
+        cache: hash cache (default: the user's cache folder).
+        retry_base: first backoff delay in seconds.
+
+    Returns:
+        A :class:`DownloadResult`.
+
+    Raises:
+        IntegrityError: digests do not match (nothing is left at the final name).
+        AuthError / EarlyAccessError: token missing or refused, login page.
+        NotDownloadableError / NotFoundError: archived, disabled, no such file.
+        RateLimitError: daily download limit. NetworkError: gave up after retries.
+        DiskSpaceError: not enough free space.
+    """
+    started = time.monotonic()
+    target = plan_target(
+        file,
+        root=Path(root) if root is not None else None,
+        layout=layout,
+        dest=Path(dest) if dest is not None else None,
+        name=name,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    own_cache = cache is None
+    cache = cache if cache is not None else HashCache.default()
+    own_client = client is None
+    api = client or Client()
+    try:
+        with target_lock(target):
+            present = _present(target, file, cache, verify)
+            if present is not None:
+                return DownloadResult(
+                    path=target,
+                    size=target.stat().st_size,
+                    status="present",
+                    digests=present,
+                    verified=tuple(a for a in present if file.hashes.matches(a, present[a])),
+                    seconds=time.monotonic() - started,
+                    file_id=file.id,
+                )
+            if file.version_id is None:
+                raise NotFoundError(f"file {file.id} does not say which version it belongs to")
+            version_id = file.version_id
+
+            def resolve() -> str:
+                return api.resolve_download(version_id, file_id=file.id, what=file.name).url
+
+            size, digests, verified, transferred, resumed = fetch(
+                resolve,
+                target,
+                expected=file.hashes,
+                file_key=f"civitai:{version_id}:{file.id}",
+                size_hint=file.approx_bytes,
+                connections=connections,
+                verify=verify,
+                stall_timeout=stall_timeout,
+                progress=progress,
+                retry_base=retry_base,
+            )
+            with contextlib.suppress(OSError):
+                cache.store(target.stat(), digests)
+    finally:
+        if own_client:
+            api.close()
+        if own_cache:
+            cache.close()
+    return DownloadResult(
+        path=target,
+        size=size,
+        status="downloaded",
+        digests=digests,
+        verified=verified,
+        bytes_transferred=transferred,
+        resumed_from=resumed,
+        seconds=time.monotonic() - started,
+        file_id=file.id,
+    )
+
+
+def get(
+    ref: str | Ref,
+    *,
+    client: Client,
+    type: str | None = None,
+    format: str | None = None,
+    fp: str | None = None,
+    size: str | None = None,
+    write_info: bool = False,
+    **options: Any,
+) -> DownloadResult:
+    """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
+
+    Selection flags override hints carried by a download URL ref (``?type=``...);
+    a URL's ``fileId`` picks that exact file.
+
+    Args:
+        ref: anything :func:`civit.parse_ref` accepts, or a parsed :class:`Ref`.
+        client: the API client (token, base URL).
+        type: file type preference, e.g. ``Model`` or ``VAE``.
+        format: ``SafeTensor``, ``PickleTensor``, ``GGUF``... (aliases accepted).
+        fp: precision preference, e.g. ``fp16``.
+        size: ``pruned`` or ``full``.
+        write_info: also write ``<file>.civitai.info`` beside the model.
+        **options: passed to :func:`download` (root, layout, dest, connections, ...).
+
+    Returns:
+        The :class:`DownloadResult` of the chosen file.
+    """
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    version = client.get_version_for(parsed, full=write_info)
+    file = select_file(
+        version,
+        type=type or parsed.type,
+        format=format or parsed.format,
+        fp=fp or parsed.fp,
+        size=size or parsed.size,
+        file_id=parsed.file_id if not (type or format or fp or size) else None,
+    )
+    result = download(file, client=client, **options)
+    if write_info:
+        write_info_sidecar(result.path, version)
+    return result
