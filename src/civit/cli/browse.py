@@ -1,0 +1,154 @@
+"""Looking around Civitai: ``civit info`` and ``civit search``."""
+
+from __future__ import annotations
+
+import click
+
+from civit import records
+from civit.api import Client
+from civit.cli.app import App, json_option, pass_app
+from civit.cli.output import echo_json, format_table, say
+from civit.errors import CivitError
+from civit.refs import Ref, parse_ref
+from civit.select import describe_file
+
+# -- info ---------------------------------------------------------------------------
+
+
+def _short_hashes(file: records.File) -> str:
+    digests = file.hashes.as_dict()
+    shown = [f"{name.upper()} {digests[name][:10]}" for name in ("sha256",) if name in digests]
+    return "  ".join(shown)
+
+
+def _render_version(version: records.Version, *, newest: bool) -> list[str]:
+    header = f"  {version.name}  #{version.id}"
+    details = [d for d in (version.base_model, version.date) if d]
+    if details:
+        header += "  " + "  ".join(details)
+    if newest:
+        header += "  (newest)"
+    lines = [header]
+    if not version.files:
+        lines.append("      no downloadable files (archived or removed)")
+    for file in version.files:
+        marker = "*" if file.primary else " "
+        lines.append(f"    {marker} {describe_file(file)}  {_short_hashes(file)}".rstrip())
+    return lines
+
+
+def render_model(model: records.Model, *, only_version: int | None = None) -> str:
+    """The human ``civit info`` text for a model (or one of its versions)."""
+    by = f", by {model.creator}" if model.creator else ""
+    lines = [f"{model.name}  ({model.type or 'unknown type'}{by})", model.url]
+    if model.tags:
+        lines.append("tags: " + ", ".join(model.tags))
+    if model.archived:
+        lines.append("ARCHIVED: this model's files are no longer downloadable")
+    lines.append("versions (* = primary file):")
+    for index, version in enumerate(model.versions):
+        if only_version is None or version.id == only_version:
+            lines.extend(_render_version(version, newest=index == 0))
+    return "\n".join(lines)
+
+
+def _model_for(client: Client, ref: Ref) -> tuple[records.Model, int | None]:
+    if ref.hash is not None:
+        version = client.get_version_by_hash(ref.hash)
+        assert version.model_id is not None
+        return client.get_model(version.model_id), version.id
+    if ref.model_id is None:
+        assert ref.version_id is not None
+        version = client.get_version(ref.version_id)
+        if version.model_id is None:
+            raise CivitError(f"Civitai did not say which model version {version.id} belongs to")
+        return client.get_model(version.model_id), version.id
+    return client.get_model(ref.model_id), ref.version_id
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_app
+def info(app: App, ref: str, as_json: bool) -> int:
+    """Show a model, its versions and files.
+
+    REF is a model id (827184), model@version (827184@2514310), a civitai.com URL, an
+    AIR (urn:air:sdxl:checkpoint:civitai:827184@2514310) or a SHA256/AutoV2 hash.
+    """
+    parsed = parse_ref(ref)
+    model, version_id = _model_for(app.client, parsed)
+    if version_id is not None and not any(v.id == version_id for v in model.versions):
+        raise CivitError(f"model {model.id} has no version {version_id}")
+    if as_json:
+        echo_json(records.as_json(model))
+    else:
+        click.echo(render_model(model, only_version=version_id))
+    return 0
+
+
+# -- search -------------------------------------------------------------------------
+
+
+def _newest_base_model(model: records.Model) -> str:
+    return (model.versions[0].base_model or "") if model.versions else ""
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--type", "types", multiple=True, metavar="TYPE", help="Model type, repeatable.")
+@click.option("--base-model", "base_models", multiple=True, metavar="B", help="Repeatable.")
+@click.option("--tag", help="Only models with this tag.")
+@click.option("--username", help="Only models by this creator.")
+@click.option("--sort", help='e.g. "Highest Rated", "Most Downloaded", "Newest".')
+@click.option("--period", type=click.Choice(["AllTime", "Year", "Month", "Week", "Day"]))
+@click.option("--nsfw", is_flag=True, default=None, help="Include mature content.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def search(
+    app: App,
+    query: str | None,
+    types: tuple[str, ...],
+    base_models: tuple[str, ...],
+    tag: str | None,
+    username: str | None,
+    sort: str | None,
+    period: str | None,
+    nsfw: bool | None,
+    limit: int,
+    as_json: bool,
+) -> int:
+    """Search Civitai's models (cursor-paged, so any --limit works)."""
+    models = list(
+        app.client.iter_models(
+            max_items=limit,
+            query=query,
+            types=list(types) or None,
+            base_models=list(base_models) or None,
+            tag=tag,
+            username=username,
+            sort=sort,
+            period=period,
+            nsfw=nsfw,
+        )
+    )
+    if as_json:
+        echo_json([records.as_json(model) for model in models])
+        return 0
+    if not models:
+        say("no models found")
+        return 0
+    rows = [
+        (
+            str(m.id),
+            m.name,
+            m.type or "",
+            _newest_base_model(m),
+            f"{m.download_count:,}" if m.download_count is not None else "",
+            m.creator or "",
+        )
+        for m in models
+    ]
+    click.echo(format_table(("ID", "NAME", "TYPE", "BASE", "DOWNLOADS", "CREATOR"), rows))
+    return 0

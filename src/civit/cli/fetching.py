@@ -1,0 +1,147 @@
+"""``civit get``: download models into WebUI folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from civit.cli.app import App, json_option, pass_app
+from civit.cli.output import ProgressBars, echo_json, say
+from civit.config import Settings
+from civit.downloader import DownloadResult
+from civit.downloader import get as get_ref
+from civit.errors import CivitError
+from civit.fsutil import human_bytes
+from civit.layout import detect_layout, resolve_layout
+from civit.refs import parse_ref
+
+
+def choose_destination(
+    settings: Settings, root: Path | None, layout: str | None, dest: Path | None
+) -> dict[str, Any]:
+    """Where ``get`` puts files: --dest, else --root (or the configured root) with its
+    layout detected once, else the current folder if it is a WebUI, else the current
+    folder as a plain folder."""
+    if dest is not None:
+        return {"dest": dest}
+    root = root or settings.root
+    requested = layout or settings.layout
+    if root is None:
+        detected = detect_layout(Path.cwd())
+        if detected is None and requested in ("auto", "flat"):
+            say("no --root given: saving into the current folder (use --root to pick a WebUI)")
+            return {"dest": Path.cwd()}
+        root = Path.cwd()
+    chosen = resolve_layout(root, requested)  # type: ignore[arg-type]
+    if requested == "auto":
+        say(f"{root}: detected a {chosen} install")
+    return {"root": root, "layout": chosen}
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="WebUI install folder; files go to the folder its layout uses for their type.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", "a1111", "comfyui", "swarmui", "flat"]),
+    help="Folder scheme under --root (default: auto-detect).",
+)
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Plain destination folder (instead of --root).",
+)
+@click.option("--type", "file_type", metavar="TYPE", help="File type, e.g. Model, VAE.")
+@click.option("--format", "file_format", metavar="F", help="SafeTensor, PickleTensor, GGUF...")
+@click.option("--fp", metavar="FP", help="Precision: fp16, fp32, bf16, fp8...")
+@click.option("--size", "file_size", metavar="S", help="pruned or full.")
+@click.option("--connections", type=click.IntRange(1, 32), help="Parallel connections.")
+@click.option("--stall-timeout", type=click.FloatRange(1, 3600), metavar="SECONDS")
+@click.option("--no-verify", is_flag=True, help="Skip the hash check (not recommended).")
+@click.option("--info", "write_info", is_flag=True, help="Also write <file>.civitai.info.")
+@json_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
+@pass_app
+def get(
+    app: App,
+    refs: tuple[str, ...],
+    root: Path | None,
+    layout: str | None,
+    dest: Path | None,
+    file_type: str | None,
+    file_format: str | None,
+    fp: str | None,
+    file_size: str | None,
+    connections: int | None,
+    stall_timeout: float | None,
+    no_verify: bool,
+    write_info: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Download models, verified against Civitai's hashes, into WebUI folders.
+
+    Resumes interrupted downloads (run the same command again), uses parallel
+    connections for big files, and never leaves a corrupt or HTML file behind.
+    Downloads need an API token: export CIVITAI_API_TOKEN=...
+
+    \b
+    Examples:
+      civit get 827184 --root ~/ComfyUI
+      civit get 827184@2514310 --fp fp32 --root ~/stable-diffusion-webui
+      civit get "https://civitai.com/models/328553?modelVersionId=368189" --dest ./loras
+    """
+    parsed = [parse_ref(ref) for ref in refs]  # reject typos before downloading anything
+    where = choose_destination(app.settings, root, layout, dest)
+    bars = ProgressBars(quiet=quiet or as_json)
+    documents: list[dict[str, object]] = []
+    exit_code = 0
+    for text, ref in zip(refs, parsed, strict=True):
+        try:
+            result = get_ref(
+                ref,
+                client=app.client,
+                type=file_type,
+                format=file_format,
+                fp=fp,
+                size=file_size,
+                write_info=write_info,
+                connections=connections or app.settings.connections,
+                stall_timeout=stall_timeout or app.settings.stall_timeout,
+                verify=not no_verify,
+                progress=bars.for_file(str(ref)),
+                **where,
+            )
+        except CivitError as exc:
+            exit_code = exit_code or exc.exit_code
+            documents.append({"ref": text, "error": str(exc), "exit_code": exc.exit_code})
+            say(f"civit: error: {text}: {exc}")
+            continue
+        documents.append({"ref": text, **result.as_json()})
+        if not quiet and not as_json:
+            say(describe_result(result))
+    if as_json:
+        echo_json(documents)
+    return exit_code
+
+
+def describe_result(result: DownloadResult) -> str:
+    """One line per file: where it is, and what was proven about it."""
+    checked = ", ".join(a.upper() for a in result.verified) or "no hashes checked"
+    if result.status == "present":
+        return f"already present: {result.path} ({checked} ok)"
+    resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
+    rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
+    return (
+        f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.2f} s, "
+        f"{human_bytes(rate)}/s{resumed}; verified {checked})"
+    )
+
+
+# -- manifests ----------------------------------------------------------------------

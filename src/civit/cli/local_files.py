@@ -1,0 +1,245 @@
+"""Local model files: ``civit hash``, ``civit identify`` and ``civit verify``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import click
+
+from civit.cli.app import App, json_option, pass_app
+from civit.cli.output import ByteBar, count_files, echo_json, say
+from civit.downloader import write_info_sidecar
+from civit.hashing import (
+    MODEL_EXTENSIONS,
+    HashCache,
+    hash_files,
+    iter_model_files,
+    parse_algorithms,
+)
+from civit.identification import Identification, identify_files, verify_files
+
+DIGEST_WIDTHS = {"sha256": 64, "blake3": 64, "crc32": 8, "autov1": 8, "autov2": 10, "autov3": 12}
+
+
+def checksum_line(digest: str, path: Path) -> str:
+    """``<digest>  <path>`` exactly as ``sha256sum`` prints it, so ``sha256sum -c``
+    reads it back.
+
+    Like coreutils, a name holding a backslash, newline or carriage return is escaped
+    and the line starts with a backslash.
+    """
+    name = str(path)
+    if not any(char in name for char in "\\\n\r"):
+        return f"{digest.lower()}  {name}"
+    escaped = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return f"\\{digest.lower()}  {escaped}"
+
+
+def digest_row(algorithms: Sequence[str], digests: Mapping[str, str], path: str) -> str:
+    """One table row: digests upper-case as Civitai prints them (``-`` where one does not
+    apply, e.g. AutoV3 of a .ckpt), then the path."""
+    cells = [digests.get(name, "-").ljust(DIGEST_WIDTHS[name]) for name in algorithms]
+    return "  ".join([*cells, path])
+
+
+def _warn_about_empty_folders(paths: Sequence[Path], files: Sequence[Path]) -> None:
+    for folder in (path for path in paths if path.is_dir()):
+        if not any(folder in file.parents for file in files):
+            extensions = " ".join(sorted(MODEL_EXTENSIONS))
+            say(f"civit: {folder}: no model files in it ({extensions})")
+
+
+@click.command("hash")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--algo",
+    "algorithms",
+    default="sha256",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated: sha256, blake3, crc32, autov1, autov2, autov3, or all.",
+)
+@click.option("--no-cache", is_flag=True, help="Read every byte; neither use nor fill the cache.")
+@json_option
+def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_json: bool) -> int:
+    """Print Civitai's digests of local files; folders are searched for model files.
+
+    One algorithm prints "<digest>  <path>" lines like sha256sum (so sha256sum -c
+    reads them); several print a table, upper-case like Civitai. All of them are
+    computed in one pass. Unchanged files answer from the hash cache without being
+    read. Unreadable files are reported on stderr, the others still hashed (exit 1).
+
+    \b
+    Examples:
+      civit hash model.safetensors              SHA256, as sha256sum prints it
+      civit hash ~/ComfyUI/models --algo all    every digest of every model file
+      civit hash *.safetensors --algo autov2 --json
+    """
+    wanted = parse_algorithms(algorithms)
+    files = iter_model_files(paths)
+    _warn_about_empty_folders(paths, files)
+    total = sum(path.stat().st_size for path in files if path.is_file())
+    cache = None if no_cache else HashCache.default()
+    table = len(wanted) > 1
+    documents: list[dict[str, object]] = []
+    failed = False
+    with ByteBar("hash", total) as bar:
+        if table and not as_json and files:
+            header = [name.upper().ljust(DIGEST_WIDTHS[name]) for name in wanted]
+            bar.print("  ".join([*header, "PATH"]))
+        for found in hash_files(files, wanted, cache=cache, progress=bar.advance):
+            if found.error is not None:
+                failed = True
+                documents.append({"path": str(found.path), "error": str(found.error)})
+                bar.print(f"civit: error: {found.error}", err=True)
+                continue
+            documents.append(
+                {
+                    "path": str(found.path),
+                    "size": found.size,
+                    "digests": dict(found.digests),
+                    "cached": found.cached,
+                }
+            )
+            if as_json:
+                continue
+            if table:
+                bar.print(digest_row(wanted, found.digests, str(found.path)))
+            else:
+                bar.print(checksum_line(found.digests[wanted[0]], found.path))
+    if as_json:
+        echo_json(documents)
+    return 1 if failed else 0
+
+
+def render_identification(found: Identification) -> list[str]:
+    """The ``civit identify`` lines for one file: its path, then what it is."""
+    lines = [str(found.path)]
+    if found.status == "unknown":
+        lines.append(f"  unknown to Civitai (SHA256 {found.sha256})")
+        return lines
+    version = found.version
+    if version is None:
+        lines.append(f"  Civitai model version {found.version_id} (its details are gone)")
+    else:
+        details = ", ".join(d for d in (version.model_type, version.base_model) if d)
+        name = version.model_name or f"model {found.model_id}"
+        lines.append(f"  {name}, version {version.name}" + (f" ({details})" if details else ""))
+    if found.url:
+        lines.append(f"  {found.url}")
+    return lines
+
+
+@click.command("identify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--write-info",
+    is_flag=True,
+    help="Write <file>.civitai.info (the version record, as A1111/Forge extensions read "
+    "it) beside each known file.",
+)
+@json_option
+@pass_app
+def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_json: bool) -> int:
+    """Tell what local model files are: model, version, type, base model, page.
+
+    Files are looked up on Civitai by SHA256: one request for a whole folder, then
+    one per distinct version for its details. A file Civitai does not know is
+    reported as unknown; that is an answer, not a failure (exit 0). Unreadable files
+    exit 1. A damaged copy of a known file is unknown too: use civit verify.
+
+    \b
+    Examples:
+      civit identify mystery.safetensors
+      civit identify ~/stable-diffusion-webui/models/Lora --write-info
+    """
+    with ByteBar("identify") as bar:
+        results = identify_files(
+            paths, client=app.client, cache=HashCache.default(), progress=bar.update
+        )
+    documents = []
+    for found in results:
+        document = found.as_json()
+        if found.error is not None:
+            say(f"civit: error: {found.error}")
+        elif not as_json:
+            click.echo("\n".join(render_identification(found)))
+        if write_info and found.version is not None:
+            document["info"] = str(write_info_sidecar(found.path, found.version))
+            if not as_json:
+                say(f"  wrote {document['info']}")
+        documents.append(document)
+    if as_json:
+        echo_json(documents)
+    known = sum(found.status == "known" for found in results)
+    failed = sum(found.status == "error" for found in results)
+    summary = f"{count_files(len(results))}: {known} known, {len(results) - known - failed} unknown"
+    say(summary + (f", {failed} unreadable" if failed else ""))
+    return 1 if failed else 0
+
+
+VERIFY_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "unknown": "unknown", "error": "ERROR"}
+
+
+@click.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Compare with this civit.lock, offline. Without PATHs: every file it names.",
+)
+@click.option("--no-cache", is_flag=True, help="Re-read every byte (finds silent disk damage).")
+@json_option
+@pass_app
+def verify_command(
+    app: App, paths: tuple[Path, ...], lock_path: Path | None, no_cache: bool, as_json: bool
+) -> int:
+    """Check that local model files are intact: ok, MISMATCH or unknown per file.
+
+    Each file is compared with the first of these that speaks for it:
+
+    \b
+      1. its entry in the lock given with --lock (a civit.lock is never picked up
+         implicitly; with --lock nothing touches the network)
+      2. its own name, for a store entry (.../sha256/ab/ab12...)
+      3. Civitai's record of its SHA256 (without --lock; one request for all files)
+      4. the <file>.civitai.info beside it
+
+    A damaged file with none of these cannot be told from a file Civitai never saw:
+    both are "unknown".
+
+    Exit 7 if any file mismatches, 1 if any is unreadable or missing, else 0.
+
+    \b
+    Examples:
+      civit verify ~/ComfyUI/models
+      civit verify --lock civit.lock                  every locked file, offline
+      civit verify ~/.cache/civit-store --no-cache    re-read every store entry
+    """
+    with ByteBar("verify") as bar:
+        results = verify_files(
+            paths,
+            lock=lock_path,
+            client=app.client,
+            cache=None if no_cache else HashCache.default(),
+            progress=bar.update,
+        )
+    for check in results:
+        if check.status == "error":
+            say(f"civit: error: {check.reason}")
+        elif not as_json:
+            click.echo(f"{VERIFY_LABELS[check.status]:8}  {check.path}: {check.reason}")
+    if as_json:
+        echo_json([check.as_json() for check in results])
+    counts = {status: sum(c.status == status for c in results) for status in VERIFY_LABELS}
+    exit_code = 7 if counts["mismatch"] else 1 if counts["error"] else 0
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "mismatch", "unknown") if counts[s])
+    if counts["error"]:
+        summary += f"{', ' if summary else ''}{counts['error']} unreadable"
+    say(f"{count_files(len(results))}: {summary or 'nothing checked'}")
+    return exit_code
+
+
+# -- config -------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Projects: ``civit lock`` and ``civit install`` (``civit.toml`` + ``civit.lock``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from civit import manifest as manifests
+from civit.cli.app import App, pass_app
+from civit.cli.output import TotalBar, count_files, say
+from civit.fsutil import atomic_write, human_bytes
+from civit.installer import EntryResult
+from civit.installer import install as install_manifest
+
+manifest_option = click.option(
+    "-f",
+    "--file",
+    "manifest_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("civit.toml"),
+    show_default=True,
+    help="The manifest; its lock is beside it (civit.toml -> civit.lock).",
+)
+
+
+def describe_lock_change(before: manifests.Lock | None, after: manifests.Lock) -> list[str]:
+    """Lines naming the lock entries that are new or resolve differently than before."""
+    old = {(f.ref, f.dest): f for f in before.files} if before else {}
+    lines = []
+    for locked in after.files:
+        previous = old.get((locked.ref, locked.dest))
+        now = f"version {locked.version_id}, file {locked.file_id}"
+        if previous is None:
+            lines.append(f"  + {locked.ref}: {now} -> {locked.dest}")
+        elif (previous.version_id, previous.file_id) != (locked.version_id, locked.file_id):
+            lines.append(
+                f"  ~ {locked.ref}: version {previous.version_id} -> {locked.version_id} "
+                f"(file {locked.file_id})"
+            )
+    return lines
+
+
+@click.command("lock")
+@manifest_option
+@click.option("--upgrade", is_flag=True, help="Move unpinned entries to their newest version.")
+@pass_app
+def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
+    """Resolve civit.toml into civit.lock: version, file, SHA256, destination.
+
+    Entries without a version pin keep the version the lock already has; --upgrade
+    moves them to the newest. Commit civit.lock and install with --frozen in CI.
+    """
+    manifest = manifests.load_manifest(manifest_path)
+    before = manifests.load_lock(manifest.lock_path)
+    after = manifests.lock(manifest, upgrade=upgrade, settings=app.settings)
+    if before == after:
+        say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
+        return 0
+    say(f"wrote {manifest.lock_path} ({count_files(len(after.files))})")
+    for line in describe_lock_change(before, after):
+        say(line)
+    return 0
+
+
+def describe_entry(result: EntryResult) -> str:
+    """One line for an installed or failed entry."""
+    if result.status == "failed":
+        return f"civit: error: {result.ref}: {result.error}"
+    sources = {"civitai": " from Civitai", "mirror": " from the mirror", "store": " from the store"}
+    via = sources.get(result.source or "", "")
+    if result.link == "linked":
+        via += ", hardlinked"
+    size = human_bytes(result.size) if result.size is not None else "?"
+    return f"installed {result.path} ({size}{via}, {result.seconds:.1f} s)"
+
+
+@click.command("install")
+@manifest_option
+@click.option(
+    "--frozen",
+    is_flag=True,
+    help="Install civit.lock exactly: no metadata calls; fail if it is missing or stale.",
+)
+@click.option("--upgrade", is_flag=True, help="Re-lock unpinned entries to their newest version.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Files at once (default 4).")
+@click.option("--connections", type=click.IntRange(1, 32), help="Connections per file.")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Content-addressed store; files are hardlinked from it (env CIVIT_STORE).",
+)
+@click.option(
+    "--mirror",
+    metavar="URL_TEMPLATE",
+    help="Try this first, e.g. http://cache.local/{sha256} (env CIVIT_MIRROR).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a JSON report: per entry status, path, bytes, seconds, digests.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
+@pass_app
+def install_command(
+    app: App,
+    manifest_path: Path,
+    frozen: bool,
+    upgrade: bool,
+    jobs: int | None,
+    connections: int | None,
+    store: Path | None,
+    mirror: str | None,
+    report: Path | None,
+    quiet: bool,
+) -> int:
+    """Install every file of civit.toml (locking it first unless --frozen), in parallel.
+
+    Present files cost a stat; missing ones are fetched, verified and placed. A failed
+    entry does not stop the others; the exit code is the worst one seen.
+
+    \b
+    Examples:
+      civit install                           lock if needed, then install
+      civit install --frozen --jobs 8         CI: exactly what civit.lock says
+      civit install --frozen --store ~/.cache/civit-store --report install.json
+    """
+    bar = TotalBar(quiet=quiet)
+
+    def finished(result: EntryResult) -> None:
+        if result.status == "failed" or (result.status == "installed" and not quiet):
+            bar.message(describe_entry(result))
+
+    try:
+        outcome = install_manifest(
+            manifest_path,
+            frozen=frozen,
+            upgrade=upgrade,
+            settings=app.settings,
+            jobs=jobs,
+            connections=connections,
+            store=store,
+            mirror=mirror,
+            progress=bar.update,
+            on_result=finished,
+        )
+    finally:
+        bar.close()
+    if report is not None:
+        document = json.dumps(outcome.as_json(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write(report, document.encode())
+    if outcome.lock_written:
+        say(f"wrote {outcome.lock_path}")
+    failed = outcome.count("failed")
+    say(
+        f"{count_files(len(outcome.results))}: {outcome.count('installed')} installed, "
+        f"{outcome.count('present')} already present, {failed} failed "
+        f"({outcome.seconds:.2f} s)" + (f"; exit {outcome.exit_code}" if failed else "")
+    )
+    return outcome.exit_code
+
+
+# -- hashing and identification -----------------------------------------------------
