@@ -13,14 +13,14 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from civit.testing.catalog import CHUNK_SIZE, FakeFile
+from civit.testing.catalog import CHUNK_SIZE, Catalog, FakeFile
 from civit.testing.documents import (
     BadRequest,
     ModelQuery,
@@ -29,10 +29,6 @@ from civit.testing.documents import (
     version_document,
 )
 from civit.testing.faults import ApiFailure, BodyPlan, FileFaults, RequestLog
-
-if TYPE_CHECKING:
-    from civit.testing.server import FakeCivitai
-
 
 MAX_PAGE_ITEMS = 1000
 MAX_HASHES_PER_LOOKUP = 10_000
@@ -53,6 +49,30 @@ CHALLENGE_PAGE = (
 MALFORMED_JSON = b'{"items": [{"id": 827184, "name": "WAI-illus'
 
 
+class ServedFake(Protocol):
+    """What the handler needs of the :class:`~civit.testing.ServedFake` it serves."""
+
+    token: str
+    catalog: Catalog
+    daily_limit_reached: bool
+    malformed_json: bool
+    errors: list[BaseException]
+    _idle: threading.Condition
+    _handling: int
+    _stopping: threading.Event
+
+    @property
+    def url(self) -> str: ...
+    def cdn_link(self, file_id: int, *, ttl: float | None = None) -> str: ...
+    def faults(self, file_id: int) -> FileFaults | None: ...
+    def _link_status(self, path: str, query: Mapping[str, list[str]]) -> str: ...
+    def _take_api_failure(self) -> ApiFailure | None: ...
+    def _plan_body(self, file_id: int, length: int) -> BodyPlan: ...
+    def _take_budget(self, file_id: int, wanted: int) -> tuple[int, bool]: ...
+    def _record(self, entry: RequestLog, previous: RequestLog | None) -> None: ...
+    def _count_served(self, file_id: int, count: int) -> None: ...
+
+
 class OriginServer(ThreadingHTTPServer):
     """One origin; tracks its connections so ``stop`` can close them and join their threads."""
 
@@ -60,7 +80,7 @@ class OriginServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, fake: FakeCivitai, origin: Literal["api", "cdn"], address: tuple[str, int]
+        self, fake: ServedFake, origin: Literal["api", "cdn"], address: tuple[str, int]
     ) -> None:
         self.fake = fake
         self.origin: Literal["api", "cdn"] = origin
@@ -136,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     @property
-    def fake(self) -> FakeCivitai:
+    def fake(self) -> ServedFake:
         return self.server.fake
 
     def _dispatch(self) -> None:
