@@ -27,19 +27,18 @@ from hypothesis import strategies as st
 
 from civit import hashing
 from civit.errors import CivitError, UsageError
+from civit.hashcache import HashCache
 from civit.hashing import (
     AUTOV1_LENGTH,
     AUTOV1_OFFSET,
     THREADED_MIN_BLOCK,
     Digester,
-    HashCache,
     digest_bytes,
     hash_file,
     hash_files,
     iter_model_files,
-    parse_algorithms,
 )
-from civit.records import HASH_ALGORITHMS, Hashes
+from civit.records import HASH_ALGORITHMS, Hashes, parse_algorithms
 
 HELLO = b"hello world"
 HELLO_SHA256 = "B94D27B9934D3E08A52E52D7DA7DABFAC484EFE37A5380EE9088F7ACE2EFCDE9"
@@ -492,7 +491,8 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from civit.hashing import HashCache, hash_file
+    from civit.hashcache import HashCache
+    from civit.hashing import hash_file
 
     folder, database, writer = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     while not (folder.parent / "go").exists():  # start all writers together

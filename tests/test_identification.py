@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import civit
-from civit.hashing import HashCache, digest_bytes
+from civit.hashcache import HashCache
+from civit.hashing import digest_bytes
 from civit.manifest import Lock, LockedFile, write_lock
 from civit.testing import FakeCivitai, make_safetensors
 

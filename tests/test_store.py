@@ -14,7 +14,7 @@ import civit
 from civit import Client, RetryPolicy
 from civit.cli import main
 from civit.errors import CivitError
-from civit.hashing import HashCache
+from civit.hashcache import HashCache
 from civit.store import Store, expected_from_store_path, link_or_copy
 from civit.testing import FakeCivitai
 

@@ -29,7 +29,8 @@ from civit.errors import (
     ResponseError,
     UsageError,
 )
-from civit.hashing import Digester, HashCache, hash_file
+from civit.hashcache import HashCache
+from civit.hashing import Digester, hash_file
 from civit.identification import (
     FileCheck,
     Identification,

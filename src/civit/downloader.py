@@ -17,7 +17,8 @@ from typing import Any, Literal
 from civit.api import Client
 from civit.errors import IntegrityError, NotFoundError
 from civit.fsutil import atomic_write
-from civit.hashing import HashCache, hash_file
+from civit.hashcache import HashCache
+from civit.hashing import hash_file
 from civit.layout import path_inside, resolve_layout, target_dir
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref

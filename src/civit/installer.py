@@ -25,7 +25,8 @@ from typing import Any, Literal
 from civit.api import Client
 from civit.config import Settings, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
-from civit.hashing import HashCache, hash_file
+from civit.hashcache import HashCache
+from civit.hashing import hash_file
 from civit.manifest import (
     FIX_LOCK,
     LazyClient,

@@ -64,7 +64,7 @@ from civit.config import Settings
 from civit.downloader import plan_target
 from civit.errors import CivitError, ManifestError, UsageError
 from civit.fsutil import atomic_write
-from civit.hashing import HashCache
+from civit.hashcache import HashCache
 from civit.layout import LAYOUTS, Layout, LayoutChoice, resolve_layout, safe_filename
 from civit.records import HASH_ALGORITHMS, File, Hashes, Version
 from civit.refs import Ref, parse_ref

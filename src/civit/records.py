@@ -9,11 +9,11 @@ malformed into ``None`` rather than an exception. The untouched document is kept
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-from civit.errors import IntegrityError
+from civit.errors import IntegrityError, UsageError
 
 __all__ = [
     "HASH_ALGORITHMS",
@@ -24,6 +24,7 @@ __all__ = [
     "ModelPage",
     "Version",
     "as_json",
+    "parse_algorithms",
 ]
 
 #: Civitai's hash types, in the order civit reports them; lower-case is civit's spelling.
@@ -80,6 +81,32 @@ def _list(value: object) -> list[Any]:
 def _swap_crc32_bytes(value: str) -> str:
     """``85114A0D`` -> ``0D4A1185``: Civitai prints CRC32 little-endian, zlib big-endian."""
     return "".join(reversed([value[i : i + 2] for i in range(0, len(value), 2)]))
+
+
+def parse_algorithms(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """Normalise ``"sha256,BLAKE3"`` or ``["all"]`` to a tuple in canonical order.
+
+    >>> parse_algorithms("crc32, SHA256")
+    ('sha256', 'crc32')
+    >>> parse_algorithms("all") == HASH_ALGORITHMS
+    True
+
+    Raises:
+        UsageError: an unknown algorithm name.
+    """
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    wanted = {name.strip().lower() for name in names if name.strip()}
+    if "all" in wanted:
+        return HASH_ALGORITHMS
+    unknown = sorted(wanted - set(HASH_ALGORITHMS))
+    if unknown:
+        raise UsageError(
+            f"unknown hash algorithm {', '.join(unknown)}; "
+            f"choose from {', '.join(HASH_ALGORITHMS)} or all"
+        )
+    if not wanted:
+        raise UsageError("no hash algorithm given")
+    return tuple(name for name in HASH_ALGORITHMS if name in wanted)
 
 
 @dataclass(frozen=True)

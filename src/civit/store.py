@@ -30,7 +30,8 @@ from typing import Literal
 
 from civit.errors import CivitError
 from civit.fsutil import commit
-from civit.hashing import HashCache, hash_file
+from civit.hashcache import HashCache
+from civit.hashing import hash_file
 from civit.records import Hashes
 
 __all__ = ["LinkOutcome", "Store", "expected_from_store_path", "link_or_copy"]

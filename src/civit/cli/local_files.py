@@ -10,14 +10,14 @@ import click
 from civit.cli.app import App, json_option, pass_app
 from civit.cli.output import ByteBar, count_files, echo_json, say
 from civit.downloader import write_info_sidecar
+from civit.hashcache import HashCache
 from civit.hashing import (
     MODEL_EXTENSIONS,
-    HashCache,
     hash_files,
     iter_model_files,
-    parse_algorithms,
 )
 from civit.identification import Identification, identify_files, verify_files
+from civit.records import parse_algorithms
 
 DIGEST_WIDTHS = {"sha256": 64, "blake3": 64, "crc32": 8, "autov1": 8, "autov2": 10, "autov3": 12}
 
