@@ -15,7 +15,7 @@ import pytest
 import civit
 from civit.hashcache import HashCache
 from civit.hashing import digest_bytes
-from civit.manifest import Lock, LockedFile, write_lock
+from civit.lockfile import Lock, LockedFile, write_lock
 from civit.testing import FakeCivitai, make_safetensors
 
 WAI = 2402203  # file of model 827184 (Checkpoint), version 2514310 "v16.0", Illustrious

@@ -41,17 +41,11 @@ from civit.identification import (
 )
 from civit.installer import EntryResult, InstallReport, install
 from civit.layout import detect_layout, safe_filename
-from civit.manifest import (
-    Lock,
-    LockedFile,
-    Manifest,
-    load_lock,
-    load_manifest,
-    lock,
-    write_manifest,
-)
+from civit.lockfile import Lock, LockedFile, load_lock
+from civit.manifest import Manifest, load_manifest, write_manifest
 from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
 from civit.refs import Ref, parse_ref
+from civit.resolution import lock
 from civit.select import Selection, explain_selection, newest_version, select_file
 
 __all__ = [

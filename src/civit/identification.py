@@ -39,7 +39,7 @@ from civit.api import Client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import HashCache
 from civit.hashing import hash_file, iter_model_files
-from civit.manifest import FIX_LOCK, load_lock
+from civit.lockfile import FIX_LOCK, load_lock
 from civit.records import Hashes, HashMatch, Version
 from civit.store import expected_from_store_path
 

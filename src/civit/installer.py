@@ -27,19 +27,9 @@ from civit.config import Settings, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.hashcache import HashCache
 from civit.hashing import hash_file
-from civit.manifest import (
-    FIX_LOCK,
-    LazyClient,
-    Lock,
-    LockedFile,
-    Manifest,
-    as_manifest,
-    check_mirror_template,
-    load_lock,
-    mirror_url,
-    resolve_lock,
-    write_lock,
-)
+from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
+from civit.manifest import Manifest, as_manifest, check_mirror_template, mirror_url
+from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import fetch, target_lock
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
-from civit import manifest as manifests
 from civit.cli.app import App, pass_app
 from civit.cli.output import TotalBar, count_files, say
 from civit.fsutil import atomic_write, human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
+from civit.lockfile import Lock, load_lock
+from civit.manifest import load_manifest
+from civit.resolution import lock
 
 manifest_option = click.option(
     "-f",
@@ -25,7 +27,7 @@ manifest_option = click.option(
 )
 
 
-def describe_lock_change(before: manifests.Lock | None, after: manifests.Lock) -> list[str]:
+def describe_lock_change(before: Lock | None, after: Lock) -> list[str]:
     """Lines naming the lock entries that are new or resolve differently than before."""
     old = {(f.ref, f.dest): f for f in before.files} if before else {}
     lines = []
@@ -52,9 +54,9 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
     Entries without a version pin keep the version the lock already has; --upgrade
     moves them to the newest. Commit civit.lock and install with --frozen in CI.
     """
-    manifest = manifests.load_manifest(manifest_path)
-    before = manifests.load_lock(manifest.lock_path)
-    after = manifests.lock(manifest, upgrade=upgrade, settings=app.settings)
+    manifest = load_manifest(manifest_path)
+    before = load_lock(manifest.lock_path)
+    after = lock(manifest, upgrade=upgrade, settings=app.settings)
     if before == after:
         say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0

@@ -1,0 +1,270 @@
+"""Resolving a manifest into a lock: which version, which file, which destination.
+
+Unpinned entries keep the version an earlier lock had unless ``upgrade`` is asked;
+entries resolve in parallel (:data:`MAX_RESOLVERS` at once) through one lazily made
+API client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import cast
+
+from civit.api import Client
+from civit.config import Settings
+from civit.downloader import plan_target
+from civit.errors import CivitError, ManifestError, UsageError
+from civit.hashcache import HashCache
+from civit.layout import Layout, LayoutChoice, resolve_layout
+from civit.lockfile import Lock, LockedFile, load_lock, write_lock
+from civit.manifest import Manifest, ModelEntry, as_manifest, public_ref
+from civit.records import HASH_ALGORITHMS, File, Version
+from civit.refs import Ref, parse_ref
+from civit.select import select_file
+
+__all__ = ["MAX_RESOLVERS", "LazyClient", "lock", "resolve_lock"]
+
+MAX_RESOLVERS = 8
+
+
+class LazyClient:
+    """One API client for many threads, made only when the first call needs it."""
+
+    def __init__(self, client: Client | None, settings: Settings | None) -> None:
+        self._client = client
+        self._settings = settings
+        self._owned = False
+        self._lock = threading.Lock()
+
+    def get(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                self._client = Client(settings=self._settings)
+                self._owned = True
+            return self._client
+
+    def close(self) -> None:
+        if self._owned and self._client is not None:
+            self._client.close()
+
+
+def _relative_dest(target: Path, folder: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return target.relative_to(folder).as_posix()
+    return target.as_posix()
+
+
+def _pin_key(ref: Ref) -> str | None:
+    """Lock entries for an unpinned model ref are matched by its model id."""
+    if ref.hash is None and ref.version_id is None and ref.model_id is not None:
+        return str(ref.model_id)
+    return None
+
+
+def _previous_pins(previous: Lock | None) -> dict[str, int]:
+    pins: dict[str, int] = {}
+    for locked in previous.files if previous else ():
+        with contextlib.suppress(UsageError):
+            key = _pin_key(parse_ref(locked.ref))
+            if key is not None:
+                pins.setdefault(key, locked.version_id)
+    return pins
+
+
+def _known_size(target: Path, sha256: str | None, cache: HashCache | None) -> int | None:
+    """The exact size of ``target`` if the hash cache proves it holds ``sha256``."""
+    if sha256 is None or cache is None:
+        return None
+    try:
+        stat = target.stat()
+    except OSError:
+        return None
+    digests = cache.lookup(stat, ("sha256",))
+    if digests and digests["sha256"].upper() == sha256.upper():
+        return stat.st_size
+    return None
+
+
+class _Resolver:
+    """Resolves manifest entries to :class:`LockedFile` records (thread-safe)."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        client: LazyClient,
+        *,
+        previous: Lock | None,
+        upgrade: bool,
+        cache: HashCache | None,
+    ) -> None:
+        self.manifest = manifest
+        self.client = client
+        self.pins = {} if upgrade else _previous_pins(previous)
+        self.sizes = {f.file_id: f.size for f in previous.files if f.size} if previous else {}
+        self.cache = cache
+        self._layout: Layout | None = None
+        self._layout_lock = threading.Lock()
+
+    def layout(self) -> Layout:
+        with self._layout_lock:
+            if self._layout is None:
+                settings = self.manifest.settings
+                assert settings.root is not None
+                try:
+                    requested = cast(LayoutChoice, settings.layout or "auto")
+                    self._layout = resolve_layout(settings.root, requested)
+                except UsageError as exc:
+                    raise ManifestError(
+                        f"{self.manifest.path}: [settings]: {exc.message}",
+                        hint='set layout = "comfyui" (or "a1111", "swarmui", "flat") in [settings]',
+                    ) from exc
+            return self._layout
+
+    def version_for(self, entry: ModelEntry) -> Version:
+        api = self.client.get()
+        key = _pin_key(entry.parsed)
+        kept = self.pins.get(key) if key is not None else None
+        if kept is None:
+            return api.get_version_for(entry.parsed)
+        version = api.get_version(kept)
+        if version.model_id not in (None, entry.parsed.model_id):
+            raise ManifestError(f"the lock pins {key} to version {kept} of another model")
+        return version
+
+    def target_for(self, entry: ModelEntry, file: File) -> Path:
+        settings = self.manifest.settings
+        folder = entry.dest or settings.dest
+        if folder is not None:
+            return plan_target(file, dest=folder, name=entry.name)
+        if settings.root is None:
+            raise ManifestError(
+                f"{self.manifest.path}:{entry.line or '?'}: {entry.label}: nowhere to put it",
+                hint="set root (a WebUI folder) or dest in [settings], or dest in the entry",
+            )
+        return plan_target(file, root=settings.root, layout=self.layout(), name=entry.name)
+
+    def resolve(self, entry: ModelEntry) -> LockedFile:
+        try:
+            version = self.version_for(entry)
+            ref = entry.parsed
+            filters = (entry.type, entry.format, entry.fp, entry.size)
+            file_id = ref.file_id if ref.hash is None else _file_with_hash(version, ref.hash)
+            file = select_file(
+                version,
+                type=entry.type or ref.type,
+                format=entry.format or ref.format,
+                fp=entry.fp or ref.fp,
+                size=entry.size or ref.size,
+                file_id=file_id if not any(filters) else None,
+            )
+            target = self.target_for(entry, file)
+        except CivitError as exc:
+            if not exc.message.startswith(str(self.manifest.path)):
+                exc.message = (
+                    f"{self.manifest.path}:{entry.line or '?'}: {entry.label}: {exc.message}"
+                )
+            raise
+        sha256 = file.hashes.sha256
+        return LockedFile(
+            ref=public_ref(entry.ref),
+            model_id=version.model_id,
+            version_id=version.id,
+            file_id=file.id,
+            name=target.name,
+            dest=_relative_dest(target, self.manifest.folder),
+            size=self.sizes.get(file.id) or _known_size(target, sha256, self.cache),
+            size_kb=file.size_kb,
+            sha256=sha256,
+            blake3=file.hashes.blake3,
+            type=file.model_type or version.model_type,
+        )
+
+
+def _file_with_hash(version: Version, digest: str) -> int | None:
+    """The id of the file a hash ref names (its version may hold several files)."""
+    for file in version.files:
+        if any(file.hashes.matches(algorithm, digest) for algorithm in HASH_ALGORITHMS):
+            return file.id
+    return None
+
+
+def _check_targets(manifest: Manifest, files: Sequence[LockedFile]) -> None:
+    seen: dict[str, LockedFile] = {}
+    for entry, locked in zip(manifest.entries, files, strict=True):
+        other = seen.setdefault(locked.dest, locked)
+        if other is not locked and (other.sha256, other.file_id) != (locked.sha256, locked.file_id):
+            raise ManifestError(
+                f"{manifest.path}:{entry.line or '?'}: {entry.label}: {locked.dest} is also "
+                f"the destination of {other.ref}, a different file",
+                hint="give one of them another dest or name",
+            )
+
+
+def resolve_lock(
+    manifest: Manifest,
+    client: LazyClient,
+    *,
+    previous: Lock | None,
+    upgrade: bool,
+    cache: HashCache | None,
+) -> Lock:
+    if previous is not None and previous.manifest_hash == manifest.content_hash and not upgrade:
+        return previous
+    resolver = _Resolver(manifest, client, previous=previous, upgrade=upgrade, cache=cache)
+    workers = max(1, min(MAX_RESOLVERS, len(manifest.entries)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
+        files = list(pool.map(resolver.resolve, manifest.entries))
+    _check_targets(manifest, files)
+    return Lock(manifest.content_hash, tuple(files))
+
+
+def lock(
+    manifest: Manifest | str | os.PathLike[str] = "civit.toml",
+    *,
+    upgrade: bool = False,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    cache: HashCache | None = None,
+) -> Lock:
+    """Resolve the manifest and write its lock file (only when the content changes).
+
+    An existing lock made from the same manifest is kept as it is, with no API call.
+    Otherwise every entry is resolved again, except that entries without a version
+    pin (``827184``) keep the version the old lock had; ``upgrade`` moves them to the
+    newest version. Pinned entries (``827184@2300001``, AIRs with a version, hashes,
+    download URLs) always resolve to their pin.
+
+    Args:
+        manifest: a :class:`Manifest` or the path of ``civit.toml``.
+        upgrade: re-resolve everything; unpinned entries go to the newest version.
+        client: API client; made from ``settings`` only if resolution needs one.
+        settings: settings for that client (default: environment and config).
+        cache: hash cache used to learn exact sizes of files already present.
+
+    Returns:
+        The lock, as written to :attr:`Manifest.lock_path`.
+
+    Raises:
+        ManifestError: invalid manifest or lock, nowhere to put a file, two entries
+            with one destination.
+        CivitError: an entry cannot be resolved (its message names the entry).
+    """
+    parsed = as_manifest(manifest)
+    holder = LazyClient(client, settings)
+    try:
+        resolved = resolve_lock(
+            parsed,
+            holder,
+            previous=load_lock(parsed.lock_path),
+            upgrade=upgrade,
+            cache=cache if cache is not None else HashCache.default(),
+        )
+    finally:
+        holder.close()
+    write_lock(resolved, parsed.lock_path)
+    return resolved
