@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from civit import hashing
 from civit.errors import CivitError, UsageError
-from civit.hashcache import HashCache
+from civit.hashcache import HashCache, opened_cache
 from civit.hashing import (
     AUTOV1_LENGTH,
     AUTOV1_OFFSET,
@@ -273,10 +273,12 @@ def test_doctests() -> None:
 def test_progress_reports_every_byte(tmp_path: Path) -> None:
     path = tmp_path / "file.bin"
     path.write_bytes(random.Random(5).randbytes(MiB + 123))
-    seen: list[int] = []
-    digests = hash_file(path, progress=seen.append, block_size=256 * 1024)
-    assert sum(seen) == MiB + 123
-    assert len(seen) == 5
+    seen: list[tuple[int, int | None]] = []
+    digests = hash_file(
+        path, progress=lambda *call: seen.append(call), block_size=256 * 1024, cache=False
+    )
+    size = MiB + 123
+    assert seen == [(256 * 1024 * n, size) for n in range(1, 5)] + [(size, size)]
     assert digests == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest().upper()}
 
 
@@ -369,11 +371,11 @@ def test_cache_hit_miss_and_touch(tmp_path: Path, cache: HashCache) -> None:
     stat = path.stat()
     path.write_bytes(b"HELLO WORLD")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    seen: list[int] = []
-    [second] = hash_files([path], ["sha256"], cache=cache, progress=seen.append)
+    seen: list[tuple[int, int | None]] = []
+    [second] = hash_files([path], ["sha256"], cache=cache, progress=lambda *c: seen.append(c))
     assert second.cached
     assert second.digests == {"sha256": HELLO_SHA256}
-    assert seen == [len(HELLO)]
+    assert seen == [(len(HELLO), len(HELLO))]
 
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     touched = hash_file(path, ["sha256"], cache=cache)
@@ -410,7 +412,7 @@ def test_file_changing_while_hashed_is_not_cached(tmp_path: Path, cache: HashCac
     path = tmp_path / "growing.bin"
     path.write_bytes(bytes(2 * MiB))
 
-    def touch(_: int) -> None:
+    def touch(_done: int, _total: int | None) -> None:
         os.utime(path, ns=(0, path.stat().st_mtime_ns + 1))
 
     hash_file(path, cache=cache, progress=touch, block_size=MiB)
@@ -480,6 +482,32 @@ def test_locked_cache_degrades_to_no_cache(tmp_path: Path) -> None:
         assert cache.lookup(path, ["sha256"]) == {"sha256": HELLO_SHA256}
 
 
+def test_hash_files_reports_progress_over_all_files(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.bin", tmp_path / "missing.bin", tmp_path / "b.bin"]
+    paths[0].write_bytes(bytes(300 * 1024))
+    paths[2].write_bytes(bytes(100))
+    seen: list[tuple[int, int | None]] = []
+    found = list(hash_files(paths, cache=False, progress=lambda *c: seen.append(c)))
+    assert [f.error is None for f in found] == [True, False, True]
+    total = 300 * 1024 + 100
+    assert seen[-1] == (total, total)
+    assert all(t == total for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_cache_none_is_the_users_cache_and_false_is_none(tmp_path: Path) -> None:
+    path = tmp_path / "hello.bin"
+    path.write_bytes(HELLO)
+    hash_file(path, cache=False)
+    with HashCache.default() as users:
+        assert users.lookup(path, ["sha256"]) is None
+        hash_file(path)  # cache=None: the user's cache records it
+        assert users.lookup(path, ["sha256"]) == {"sha256": HELLO_SHA256}
+    with opened_cache(False) as disabled:
+        disabled.store(path.stat(), {"sha256": HELLO_SHA256})
+        assert disabled.lookup(path, ["sha256"]) is None
+
+
 def test_default_cache_follows_civit_cache_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -491,7 +519,7 @@ WRITER = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from civit.hashcache import HashCache
+    from civit.hashcache import HashCache, opened_cache
     from civit.hashing import hash_file
 
     folder, database, writer = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

@@ -29,8 +29,8 @@ from civit.errors import (
     ResponseError,
     UsageError,
 )
-from civit.hashcache import HashCache
-from civit.hashing import Digester, hash_file
+from civit.hashcache import CacheOption, HashCache
+from civit.hashing import Digester, ProgressCallback, hash_file
 from civit.identification import (
     FileCheck,
     Identification,
@@ -40,7 +40,7 @@ from civit.identification import (
     verify_files,
 )
 from civit.installer import EntryResult, InstallReport, install
-from civit.layout import detect_layout, safe_filename
+from civit.layout import LayoutChoice, detect_layout, safe_filename
 from civit.lockfile import Lock, LockedFile, load_lock
 from civit.manifest import Manifest, load_manifest, write_manifest
 from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
@@ -50,6 +50,7 @@ from civit.select import Selection, explain_selection, newest_version, select_fi
 
 __all__ = [
     "AuthError",
+    "CacheOption",
     "CivitError",
     "Client",
     "Digester",
@@ -66,6 +67,7 @@ __all__ = [
     "Identification",
     "InstallReport",
     "IntegrityError",
+    "LayoutChoice",
     "Lock",
     "LockedFile",
     "Manifest",
@@ -75,6 +77,7 @@ __all__ = [
     "NetworkError",
     "NotDownloadableError",
     "NotFoundError",
+    "ProgressCallback",
     "RateLimitError",
     "Ref",
     "ResponseError",

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from civit.api import Client
 from civit.errors import IntegrityError, NotFoundError
 from civit.fsutil import atomic_write
-from civit.hashcache import HashCache
-from civit.hashing import hash_file
-from civit.layout import path_inside, resolve_layout, target_dir
+from civit.hashcache import CacheOption, HashCache, opened_cache
+from civit.hashing import ProgressCallback, hash_file
+from civit.layout import LayoutChoice, path_inside, resolve_layout, target_dir
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import select_file
-from civit.transfer import ProgressCallback, digests_to_compute, fetch, target_lock
+from civit.transfer import digests_to_compute, fetch, target_lock
 
 __all__ = ["DownloadResult", "download", "get", "plan_target", "write_info_sidecar"]
 
@@ -71,7 +72,7 @@ def plan_target(
     file: File,
     *,
     root: Path | None = None,
-    layout: str = "auto",
+    layout: LayoutChoice = "auto",
     dest: Path | None = None,
     name: str | None = None,
 ) -> Path:
@@ -85,7 +86,7 @@ def plan_target(
     if dest is not None:
         folder = dest
     elif root is not None:
-        chosen = resolve_layout(root, layout)  # type: ignore[arg-type]
+        chosen = resolve_layout(root, layout)
         folder = target_dir(root, chosen, model_type=file.model_type, file_type=file.type)
     else:
         folder = Path.cwd()
@@ -100,9 +101,7 @@ def write_info_sidecar(model_path: Path, version: Version) -> Path:
     return sidecar
 
 
-def _present(
-    target: Path, file: File, cache: HashCache | None, verify: bool
-) -> dict[str, str] | None:
+def _present(target: Path, file: File, cache: HashCache, verify: bool) -> dict[str, str] | None:
     """Digests of ``target`` if it already holds ``file``'s bytes, else ``None``.
 
     With a SHA256 in the record, that (answered by the hash cache when the file is
@@ -128,16 +127,16 @@ def _present(
 def download(
     file: File,
     *,
-    root: Path | str | None = None,
-    layout: str = "auto",
-    dest: Path | str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    layout: LayoutChoice = "auto",
+    dest: str | os.PathLike[str] | None = None,
     name: str | None = None,
     client: Client | None = None,
     connections: int | None = None,
     verify: bool = True,
     stall_timeout: float = 30.0,
     progress: ProgressCallback | None = None,
-    cache: HashCache | None = None,
+    cache: CacheOption = None,
     retry_base: float = 1.0,
 ) -> DownloadResult:
     """Download ``file`` into a WebUI folder (``root`` + ``layout``) or ``dest``.
@@ -153,12 +152,14 @@ def download(
         layout: ``auto``, ``a1111``, ``comfyui``, ``swarmui`` or ``flat``.
         dest: a plain destination folder (overrides ``root``).
         name: file name to save as (default: the record's, made safe).
-        client: API client; one is made from the environment when omitted.
+        client: API client; one is made from the environment and config (and closed)
+            when omitted.
         connections: parallel connections (default: by size).
         verify: compare digests with the record (default on).
         stall_timeout: seconds without a byte before reconnecting.
-        progress: ``progress(done, total)`` callback.
-        cache: hash cache (default: the user's cache folder).
+        progress: ``progress(done, total)`` in bytes (see :data:`ProgressCallback`).
+        cache: ``None`` for the user's hash cache, ``False`` for none, or a
+            :class:`HashCache` (see :data:`CacheOption`).
         retry_base: first backoff delay in seconds.
 
     Returns:
@@ -180,49 +181,42 @@ def download(
         name=name,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    own_cache = cache is None
-    cache = cache if cache is not None else HashCache.default()
-    own_client = client is None
-    api = client or Client()
-    try:
-        with target_lock(target):
-            present = _present(target, file, cache, verify)
-            if present is not None:
-                return DownloadResult(
-                    path=target,
-                    size=target.stat().st_size,
-                    status="present",
-                    digests=present,
-                    verified=tuple(a for a in present if file.hashes.matches(a, present[a])),
-                    seconds=time.monotonic() - started,
-                    file_id=file.id,
-                )
-            if file.version_id is None:
-                raise NotFoundError(f"file {file.id} does not say which version it belongs to")
-            version_id = file.version_id
-
-            def resolve() -> str:
-                return api.resolve_download(version_id, file_id=file.id, what=file.name).url
-
-            size, digests, verified, transferred, resumed = fetch(
-                resolve,
-                target,
-                expected=file.hashes,
-                file_key=f"civitai:{version_id}:{file.id}",
-                size_hint=file.approx_bytes,
-                connections=connections,
-                verify=verify,
-                stall_timeout=stall_timeout,
-                progress=progress,
-                retry_base=retry_base,
+    with contextlib.ExitStack() as cleanup:
+        hashes = cleanup.enter_context(opened_cache(cache))
+        api = client if client is not None else cleanup.enter_context(Client())
+        cleanup.enter_context(target_lock(target))
+        present = _present(target, file, hashes, verify)
+        if present is not None:
+            return DownloadResult(
+                path=target,
+                size=target.stat().st_size,
+                status="present",
+                digests=present,
+                verified=tuple(a for a in present if file.hashes.matches(a, present[a])),
+                seconds=time.monotonic() - started,
+                file_id=file.id,
             )
-            with contextlib.suppress(OSError):
-                cache.store(target.stat(), digests)
-    finally:
-        if own_client:
-            api.close()
-        if own_cache:
-            cache.close()
+        if file.version_id is None:
+            raise NotFoundError(f"file {file.id} does not say which version it belongs to")
+        version_id = file.version_id
+
+        def resolve() -> str:
+            return api.resolve_download(version_id, file_id=file.id, what=file.name).url
+
+        size, digests, verified, transferred, resumed = fetch(
+            resolve,
+            target,
+            expected=file.hashes,
+            file_key=f"civitai:{version_id}:{file.id}",
+            size_hint=file.approx_bytes,
+            connections=connections,
+            verify=verify,
+            stall_timeout=stall_timeout,
+            progress=progress,
+            retry_base=retry_base,
+        )
+        with contextlib.suppress(OSError):
+            hashes.store(target.stat(), digests)
     return DownloadResult(
         path=target,
         size=size,
@@ -239,43 +233,82 @@ def download(
 def get(
     ref: str | Ref,
     *,
-    client: Client,
+    client: Client | None = None,
     type: str | None = None,
     format: str | None = None,
     fp: str | None = None,
     size: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    layout: LayoutChoice = "auto",
+    dest: str | os.PathLike[str] | None = None,
+    name: str | None = None,
     write_info: bool = False,
-    **options: Any,
+    connections: int | None = None,
+    verify: bool = True,
+    stall_timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    cache: CacheOption = None,
+    retry_base: float = 1.0,
 ) -> DownloadResult:
     """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
 
-    Selection flags override hints carried by a download URL ref (``?type=``...);
+    Selection arguments override hints carried by a download URL ref (``?type=``...);
     a URL's ``fileId`` picks that exact file.
 
     Args:
         ref: anything :func:`civit.parse_ref` accepts, or a parsed :class:`Ref`.
-        client: the API client (token, base URL).
+        client: API client (token, base URL); one is made from the environment and
+            config (and closed) when omitted.
         type: file type preference, e.g. ``Model`` or ``VAE``.
         format: ``SafeTensor``, ``PickleTensor``, ``GGUF``... (aliases accepted).
         fp: precision preference, e.g. ``fp16``.
         size: ``pruned`` or ``full``.
+        root: a WebUI install folder (see :func:`download`).
+        layout: the folder scheme under ``root``; ``auto`` detects it.
+        dest: a plain destination folder (overrides ``root``).
+        name: file name to save as (default: the record's, made safe).
         write_info: also write ``<file>.civitai.info`` beside the model.
-        **options: passed to :func:`download` (root, layout, dest, connections, ...).
+        connections: parallel connections (default: by size).
+        verify: compare digests with the record (default on).
+        stall_timeout: seconds without a byte before reconnecting.
+        progress: ``progress(done, total)`` in bytes (see :data:`ProgressCallback`).
+        cache: ``None`` for the user's hash cache, ``False`` for none, or a
+            :class:`HashCache` (see :data:`CacheOption`).
+        retry_base: first backoff delay in seconds.
 
     Returns:
         The :class:`DownloadResult` of the chosen file.
+
+    Raises:
+        UsageError: a malformed ref. NotFoundError: no such model, version or file.
+        CivitError: anything :func:`download` raises.
     """
     parsed = parse_ref(ref) if isinstance(ref, str) else ref
-    version = client.get_version_for(parsed, full=write_info)
-    file = select_file(
-        version,
-        type=type or parsed.type,
-        format=format or parsed.format,
-        fp=fp or parsed.fp,
-        size=size or parsed.size,
-        file_id=parsed.file_id if not (type or format or fp or size) else None,
-    )
-    result = download(file, client=client, **options)
+    with contextlib.ExitStack() as cleanup:
+        api = client if client is not None else cleanup.enter_context(Client())
+        version = api.get_version_for(parsed, full=write_info)
+        file = select_file(
+            version,
+            type=type or parsed.type,
+            format=format or parsed.format,
+            fp=fp or parsed.fp,
+            size=size or parsed.size,
+            file_id=parsed.file_id if not (type or format or fp or size) else None,
+        )
+        result = download(
+            file,
+            root=root,
+            layout=layout,
+            dest=dest,
+            name=name,
+            client=api,
+            connections=connections,
+            verify=verify,
+            stall_timeout=stall_timeout,
+            progress=progress,
+            cache=cache,
+            retry_base=retry_base,
+        )
     if write_info:
         write_info_sidecar(result.path, version)
     return result

@@ -11,18 +11,18 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISREG
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import filelock
 
 from civit.fsutil import cache_dir
 from civit.records import HASH_ALGORITHMS, parse_algorithms
 
-__all__ = ["NOT_APPLICABLE", "HashCache", "cache_key"]
+__all__ = ["NOT_APPLICABLE", "CacheOption", "HashCache", "cache_key", "opened_cache"]
 
 _T = TypeVar("_T")
 
@@ -99,6 +99,13 @@ class HashCache:
     def default(cls) -> HashCache:
         """The user's cache: ``$CIVIT_CACHE_DIR`` or the platform cache folder."""
         return cls(cache_dir() / cls.FILE_NAME)
+
+    @classmethod
+    def disabled(cls) -> HashCache:
+        """A cache that never answers and never records: every file is read in full."""
+        cache = cls(os.devnull)
+        cache._unusable = True
+        return cache
 
     def __enter__(self) -> HashCache:
         return self
@@ -287,3 +294,28 @@ class HashCache:
             if _is_corrupt(exc):
                 return False
             raise
+
+
+#: What every public function's ``cache`` argument takes: ``None`` (the default) is the
+#: user's cache (:meth:`HashCache.default`, opened and closed by the call), ``False``
+#: is no cache at all (every byte is read, nothing is recorded), a :class:`HashCache`
+#: is used as is and left open.
+CacheOption = HashCache | Literal[False] | None
+
+
+@contextlib.contextmanager
+def opened_cache(option: CacheOption) -> Iterator[HashCache]:
+    """The :class:`HashCache` a ``cache`` argument means, closed afterwards if opened here.
+
+    >>> with opened_cache(False) as cache:
+    ...     cache.lookup(__file__, ["sha256"]) is None
+    True
+    """
+    if isinstance(option, HashCache):
+        yield option
+        return
+    cache = HashCache.default() if option is None else HashCache.disabled()
+    try:
+        yield cache
+    finally:
+        cache.close()

@@ -39,7 +39,7 @@ from typing import TypeVar
 import blake3
 
 from civit.errors import CivitError
-from civit.hashcache import NOT_APPLICABLE, HashCache, cache_key
+from civit.hashcache import NOT_APPLICABLE, CacheOption, HashCache, cache_key, opened_cache
 from civit.records import HASH_ALGORITHMS, parse_algorithms
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "MODEL_EXTENSIONS",
     "Digester",
     "FileDigests",
+    "ProgressCallback",
     "digest_bytes",
     "hash_file",
     "hash_files",
@@ -65,7 +66,11 @@ MODEL_EXTENSIONS = frozenset(
     {".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx"}
 )
 
-ProgressCallback = Callable[[int], None]
+#: The one progress shape of the whole library: ``progress(done, total)``, ``done`` the
+#: bytes so far (never decreasing within one job), ``total`` the bytes expected or
+#: ``None`` while unknown. Downloads call it from worker threads about ten times a
+#: second, so it must be thread-safe and quick; raising from it aborts the job.
+ProgressCallback = Callable[[int, int | None], None]
 _T = TypeVar("_T")
 
 
@@ -405,18 +410,19 @@ def hash_file(
     path: str | os.PathLike[str],
     algorithms: str | Iterable[str] = ("sha256",),
     *,
-    cache: HashCache | None = None,
+    cache: CacheOption = None,
     progress: ProgressCallback | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> dict[str, str]:
-    """Digests of a local file, in one pass (or none, when ``cache`` knows the file).
+    """Digests of a local file, in one pass (or none, when the cache knows the file).
 
     Args:
         path: the file.
         algorithms: digests wanted, e.g. ``("sha256", "blake3")`` or ``"all"``.
-        cache: answer from / record into this cache; ``None`` always reads the file.
-        progress: called with the byte count of each block hashed (a cache hit reports
-            the whole file at once).
+        cache: ``None`` for the user's hash cache, ``False`` to read every byte and
+            record nothing, or a :class:`HashCache` (see :data:`CacheOption`).
+        progress: ``progress(done, total)`` in bytes of this file, after each block (a
+            cache hit reports the whole file at once).
         block_size: read size; two buffers of it are in use.
 
     Returns:
@@ -426,7 +432,9 @@ def hash_file(
         UsageError: an unknown algorithm name.
         CivitError: the file is missing, a folder, or unreadable.
     """
-    found = _hash_one(Path(path), parse_algorithms(algorithms), cache, progress, block_size)
+    wanted = parse_algorithms(algorithms)
+    with opened_cache(cache) as opened:
+        found = _hash_one(Path(path), wanted, opened, progress, block_size)
     return dict(found.digests)
 
 
@@ -434,7 +442,7 @@ def hash_files(
     paths: Iterable[str | os.PathLike[str]],
     algorithms: str | Iterable[str] = ("sha256",),
     *,
-    cache: HashCache | None = None,
+    cache: CacheOption = None,
     progress: ProgressCallback | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> Iterator[FileDigests]:
@@ -444,7 +452,8 @@ def hash_files(
         paths: files (expand folders first with :func:`iter_model_files`).
         algorithms: digests wanted, e.g. ``("sha256", "blake3")`` or ``"all"``.
         cache: as for :func:`hash_file`.
-        progress: called with byte counts across all files.
+        progress: ``progress(done, total)`` in bytes over all the files (``total`` is
+            their sizes before hashing started).
         block_size: as for :func:`hash_file`.
 
     Returns:
@@ -454,15 +463,36 @@ def hash_files(
         UsageError: an unknown algorithm name (before any file is read).
     """
     wanted = parse_algorithms(algorithms)
+    files = [Path(path) for path in paths]
+    total = sum(_size_or_zero(path) for path in files) if progress is not None else 0
 
     def each() -> Iterator[FileDigests]:
-        for path in map(Path, paths):
-            try:
-                yield _hash_one(path, wanted, cache, progress, block_size)
-            except CivitError as exc:
-                yield FileDigests(path, error=exc)
+        finished = 0
+
+        def report(done: int, _total: int | None) -> None:
+            assert progress is not None
+            progress(finished + done, total)
+
+        with opened_cache(cache) as opened:
+            for path in files:
+                try:
+                    found = _hash_one(
+                        path, wanted, opened, report if progress else None, block_size
+                    )
+                except CivitError as exc:
+                    yield FileDigests(path, error=exc)
+                    continue
+                finished += found.size or 0
+                yield found
 
     return each()
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _hash_one(
@@ -480,13 +510,13 @@ def _hash_one(
             cached = cache.lookup(before, wanted) if cache is not None else None
             if cached is not None:
                 if progress is not None:
-                    progress(before.st_size)
+                    progress(before.st_size, before.st_size)
                 return FileDigests(path, cached, before.st_size, cached=True)
             if hasattr(os, "posix_fadvise") and S_ISREG(before.st_mode):
                 # Doubles read-ahead when the file is not in the page cache yet.
                 os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             with Digester(wanted) as digester:
-                size = _feed(stream, digester, progress, block_size)
+                size = _feed(stream, digester, progress, before.st_size, block_size)
                 digests = digester.hexdigests()
             after = os.fstat(stream.fileno())
     except OSError as exc:
@@ -502,6 +532,7 @@ def _feed(
     stream: io.RawIOBase,
     digester: Digester,
     progress: ProgressCallback | None,
+    expected: int,
     block_size: int,
 ) -> int:
     """Read ``stream`` to its end into two buffers in turn, one filling while the other
@@ -513,7 +544,7 @@ def _feed(
         digester.submit(views[turn][:count])
         total += count
         if progress is not None:
-            progress(count)
+            progress(total, max(expected, total))
         turn ^= 1
     digester.wait()
     return total

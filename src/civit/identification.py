@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +37,8 @@ from typing import Literal
 
 from civit.api import Client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
-from civit.hashcache import HashCache
-from civit.hashing import hash_file, iter_model_files
+from civit.hashcache import CacheOption, HashCache, opened_cache
+from civit.hashing import ProgressCallback, hash_file, iter_model_files
 from civit.lockfile import FIX_LOCK, load_lock
 from civit.records import Hashes, HashMatch, Version
 from civit.store import expected_from_store_path
@@ -57,8 +57,6 @@ __all__ = [
 MAX_LOOKUPS = 4
 SIDECAR_SUFFIX = ".civitai.info"
 
-#: ``progress(done_bytes, total_bytes)`` while files are hashed (cache hits count whole).
-ByteProgress = Callable[[int, int], None]
 PathLike = str | os.PathLike[str]
 
 IdentifyStatus = Literal["known", "unknown", "error"]
@@ -88,17 +86,23 @@ def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
 
 
 class _Bytes:
-    """Turns hash_file's per-block counts into ``(done, total)`` over a whole job."""
+    """Turns hash_file's ``(done, total)`` of one file into ``(done, total)`` over a
+    whole job (cache hits count whole)."""
 
-    def __init__(self, callback: ByteProgress | None, files: Sequence[Path]) -> None:
+    def __init__(self, callback: ProgressCallback | None, files: Sequence[Path]) -> None:
         self.callback = callback
-        self.done = 0
+        self.finished = 0
+        self.current = 0
         self.total = sum(_size(path) for path in files) if callback is not None else 0
 
-    def add(self, count: int) -> None:
+    def update(self, done: int, _file_total: int | None) -> None:
         if self.callback is not None:
-            self.done += count
-            self.callback(self.done, self.total)
+            self.current = done
+            self.callback(self.finished + done, self.total)
+
+    def next_file(self) -> None:
+        self.finished += self.current
+        self.current = 0
 
 
 def _size(path: Path) -> int:
@@ -174,14 +178,15 @@ def identify(
     path: PathLike,
     *,
     client: Client | None = None,
-    cache: HashCache | None = None,
+    cache: CacheOption = None,
 ) -> Identification:
     """Identify one file on Civitai by its SHA256.
 
     Args:
         path: the file.
         client: API client; one is made from the environment when omitted.
-        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads the file.
+        cache: ``None`` for the user's hash cache, ``False`` to read every byte,
+            or a :class:`HashCache` (see :data:`CacheOption`).
 
     Returns:
         Its :class:`Identification` (``status`` ``known`` or ``unknown``).
@@ -190,7 +195,8 @@ def identify(
         CivitError: the file cannot be read.
         NetworkError / RateLimitError / ResponseError: the lookup failed.
     """
-    (found,) = _identify([Path(path)], client=client, cache=cache, progress=None)
+    with opened_cache(cache) as hashes:
+        (found,) = _identify([Path(path)], client=client, cache=hashes, progress=None)
     if found.error is not None:
         raise found.error
     return found
@@ -200,8 +206,8 @@ def identify_files(
     paths: PathLike | Iterable[PathLike],
     *,
     client: Client | None = None,
-    cache: HashCache | None = None,
-    progress: ByteProgress | None = None,
+    cache: CacheOption = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Identification]:
     """Identify many files with one hash lookup for all of them.
 
@@ -209,7 +215,8 @@ def identify_files(
         paths: files and folders (folders: see :func:`model_files`).
         client: API client; one is made from the environment when omitted (and only if
             some file could be hashed).
-        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every file.
+        cache: ``None`` for the user's hash cache, ``False`` to read every byte,
+            or a :class:`HashCache` (see :data:`CacheOption`).
         progress: ``progress(done, total)`` in bytes while hashing.
 
     Returns:
@@ -220,25 +227,27 @@ def identify_files(
         NetworkError / RateLimitError / ResponseError: the lookup failed (after the
             client's retries, which wait out ``Retry-After``).
     """
-    return _identify(model_files(paths), client=client, cache=cache, progress=progress)
+    with opened_cache(cache) as hashes:
+        return _identify(model_files(paths), client=client, cache=hashes, progress=progress)
 
 
 def _identify(
     files: Sequence[Path],
     *,
     client: Client | None,
-    cache: HashCache | None,
-    progress: ByteProgress | None,
+    cache: HashCache,
+    progress: ProgressCallback | None,
 ) -> list[Identification]:
     counter = _Bytes(progress, files)
     hashed: list[tuple[Path, str | CivitError]] = []
     for path in files:
         try:
-            digests = hash_file(path, ("sha256",), cache=cache, progress=counter.add)
+            digests = hash_file(path, ("sha256",), cache=cache, progress=counter.update)
         except CivitError as exc:
             hashed.append((path, exc))
         else:
             hashed.append((path, digests["sha256"]))
+        counter.next_file()
     sha256s = [digest for _, digest in hashed if isinstance(digest, str)]
     matches: dict[str, HashMatch] = {}
     versions: dict[int, Version | None] = {}
@@ -295,7 +304,7 @@ def _fetch_versions(client: Client, version_ids: Sequence[int]) -> dict[int, Ver
 # -- verify ------------------------------------------------------------------------
 
 
-def verify(path: PathLike, hashes: Hashes, *, cache: HashCache | None = None) -> dict[str, str]:
+def verify(path: PathLike, hashes: Hashes, *, cache: CacheOption = None) -> dict[str, str]:
     """Prove that a file has the digests a record says, or raise.
 
     Every digest in ``hashes`` is computed in one pass and compared (CRC32 in either
@@ -304,7 +313,8 @@ def verify(path: PathLike, hashes: Hashes, *, cache: HashCache | None = None) ->
     Args:
         path: the file.
         hashes: the expected digests, e.g. ``file.hashes`` of a :class:`civit.File`.
-        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every byte.
+        cache: ``None`` for the user's hash cache, ``False`` to read every byte,
+            or a :class:`HashCache` (see :data:`CacheOption`).
 
     Returns:
         The digests that were compared and matched, ``{algorithm: HEX}``.
@@ -386,8 +396,8 @@ def verify_files(
     *,
     lock: PathLike | None = None,
     client: Client | None = None,
-    cache: HashCache | None = None,
-    progress: ByteProgress | None = None,
+    cache: CacheOption = None,
+    progress: ProgressCallback | None = None,
 ) -> list[FileCheck]:
     """Check local files against a lock, their store names, Civitai or sidecars.
 
@@ -401,7 +411,8 @@ def verify_files(
         lock: a ``civit.lock``; its ``dest`` paths are relative to its folder.
         client: API client; one is made from the environment when omitted (and only
             if a lookup is needed).
-        cache: hash cache (e.g. ``HashCache.default()``); ``None`` reads every byte.
+        cache: ``None`` for the user's hash cache, ``False`` to read every byte,
+            or a :class:`HashCache` (see :data:`CacheOption`).
         progress: ``progress(done, total)`` in bytes while hashing.
 
     Returns:
@@ -425,18 +436,23 @@ def verify_files(
     counter = _Bytes(progress, files)
     results: dict[Path, FileCheck] = {}
     unexplained: dict[Path, dict[str, str]] = {}
-    for path in files:
-        expected = by_target.get(path.resolve()) or _from_store_name(path)
-        algorithms = ("sha256", "blake3") if expected and expected.hashes.blake3 else ("sha256",)
-        try:
-            digests = hash_file(path, algorithms, cache=cache, progress=counter.add)
-        except CivitError as exc:
-            results[path] = FileCheck(path, "error", str(exc), error=exc)
-            continue
-        if expected is not None:
-            results[path] = _compare(path, digests, expected)
-        else:
-            unexplained[path] = digests
+    with opened_cache(cache) as hashes:
+        for path in files:
+            expected = by_target.get(path.resolve()) or _from_store_name(path)
+            algorithms = (
+                ("sha256", "blake3") if expected and expected.hashes.blake3 else ("sha256",)
+            )
+            try:
+                digests = hash_file(path, algorithms, cache=hashes, progress=counter.update)
+            except CivitError as exc:
+                results[path] = FileCheck(path, "error", str(exc), error=exc)
+                continue
+            finally:
+                counter.next_file()
+            if expected is not None:
+                results[path] = _compare(path, digests, expected)
+            else:
+                unexplained[path] = digests
     if unexplained and lock_path is None:
         with _api(client) as api:
             known = _look_up(api, [digests["sha256"] for digests in unexplained.values()])

@@ -25,22 +25,18 @@ from typing import Any, Literal
 from civit.api import Client
 from civit.config import Settings, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
-from civit.hashcache import HashCache
-from civit.hashing import hash_file
+from civit.hashcache import CacheOption, HashCache, opened_cache
+from civit.hashing import ProgressCallback, hash_file
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, as_manifest, check_mirror_template, mirror_url
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import fetch, target_lock
 
-__all__ = ["EntryResult", "InstallProgress", "InstallReport", "install"]
+__all__ = ["EntryResult", "InstallReport", "install"]
 
 # A dead mirror should hand over to Civitai in seconds, not after the full backoff.
 MIRROR_RETRY_BASE = 0.25
-
-#: ``progress(done_bytes, total_bytes)`` over every file being fetched; called from
-#: worker threads. It must be thread-safe and quick.
-InstallProgress = Callable[[int, int], None]
 
 EntryStatus = Literal["installed", "present", "failed"]
 Source = Literal["mirror", "civitai", "store"]
@@ -142,7 +138,7 @@ class _Cancelled(BaseException):
 class _Progress:
     """Sums per-file progress into one ``(done, total)`` for the caller."""
 
-    def __init__(self, callback: InstallProgress | None, stop: threading.Event) -> None:
+    def __init__(self, callback: ProgressCallback | None, stop: threading.Event) -> None:
         self.callback = callback
         self.stop = stop
         self.done: dict[int, int] = {}
@@ -421,8 +417,8 @@ def install(
     connections: int | None = None,
     store: str | os.PathLike[str] | None = None,
     mirror: str | None = None,
-    cache: HashCache | None = None,
-    progress: InstallProgress | None = None,
+    cache: CacheOption = None,
+    progress: ProgressCallback | None = None,
     on_result: Callable[[EntryResult], None] | None = None,
     stall_timeout: float | None = None,
     retry_base: float = 1.0,
@@ -447,8 +443,10 @@ def install(
         connections: connections per file (default: by size).
         store: content-addressed store folder; files are hardlinked from it.
         mirror: URL template tried before Civitai, e.g. ``http://cache/{sha256}``.
-        cache: hash cache (default: the user's).
-        progress: ``progress(done, total)`` in bytes over all files being fetched.
+        cache: ``None`` for the user's hash cache, ``False`` for none, or a
+            :class:`HashCache` (see :data:`CacheOption`).
+        progress: ``progress(done, total)`` in bytes over all files being fetched,
+            called from worker threads.
         on_result: called with each entry's result as it finishes.
         stall_timeout: seconds without a byte before reconnecting.
         retry_base: first backoff delay in seconds.
@@ -466,58 +464,58 @@ def install(
         raise UsageError("--frozen installs the lock as it is; it cannot --upgrade")
     parsed = as_manifest(manifest)
     settings = settings if settings is not None else load_settings()
-    cache = cache if cache is not None else HashCache.default()
-    holder = LazyClient(client, settings)
-    wanted_mirror = _choose("mirror", mirror, parsed.settings.mirror, settings)
-    if wanted_mirror is not None:
-        check_mirror_template(wanted_mirror)
-    store_root = _choose("store", store, parsed.settings.store, settings)
-    stop = threading.Event()
-    written = False
-    aggregate = _Progress(progress, stop)
-    installer = _Installer(
-        client=holder,
-        cache=cache,
-        store=Store(Path(store_root).expanduser()) if store_root is not None else None,
-        mirror=wanted_mirror,
-        connections=_choose("connections", connections, parsed.settings.connections, settings),
-        stall_timeout=stall_timeout if stall_timeout is not None else settings.stall_timeout,
-        retry_base=retry_base,
-        progress=aggregate,
-    )
-    try:
-        if frozen:
-            current = _frozen_lock(parsed)
-        else:
-            current = resolve_lock(
-                parsed,
-                holder,
-                previous=load_lock(parsed.lock_path),
-                upgrade=upgrade,
-                cache=cache,
-            )
-            written = write_lock(current, parsed.lock_path)
-        results = _install_all(
-            current,
-            parsed.folder,
-            installer,
-            jobs=_choose("jobs", jobs, parsed.settings.jobs, settings),
-            stop=stop,
-            on_result=on_result,
+    with opened_cache(cache) as hashes:
+        holder = LazyClient(client, settings)
+        wanted_mirror = _choose("mirror", mirror, parsed.settings.mirror, settings)
+        if wanted_mirror is not None:
+            check_mirror_template(wanted_mirror)
+        store_root = _choose("store", store, parsed.settings.store, settings)
+        stop = threading.Event()
+        written = False
+        aggregate = _Progress(progress, stop)
+        installer = _Installer(
+            client=holder,
+            cache=hashes,
+            store=Store(Path(store_root).expanduser()) if store_root is not None else None,
+            mirror=wanted_mirror,
+            connections=_choose("connections", connections, parsed.settings.connections, settings),
+            stall_timeout=stall_timeout if stall_timeout is not None else settings.stall_timeout,
+            retry_base=retry_base,
+            progress=aggregate,
         )
-    finally:
-        holder.close()
-    if not frozen:
-        learned = write_lock(_with_learned_sizes(current, results), parsed.lock_path)
-        written = written or learned
-    return InstallReport(
-        manifest=parsed.path,
-        lock_path=parsed.lock_path,
-        frozen=frozen,
-        results=tuple(results),
-        lock_written=written,
-        seconds=time.monotonic() - started,
-    )
+        try:
+            if frozen:
+                current = _frozen_lock(parsed)
+            else:
+                current = resolve_lock(
+                    parsed,
+                    holder,
+                    previous=load_lock(parsed.lock_path),
+                    upgrade=upgrade,
+                    cache=hashes,
+                )
+                written = write_lock(current, parsed.lock_path)
+            results = _install_all(
+                current,
+                parsed.folder,
+                installer,
+                jobs=_choose("jobs", jobs, parsed.settings.jobs, settings),
+                stop=stop,
+                on_result=on_result,
+            )
+        finally:
+            holder.close()
+        if not frozen:
+            learned = write_lock(_with_learned_sizes(current, results), parsed.lock_path)
+            written = written or learned
+        return InstallReport(
+            manifest=parsed.path,
+            lock_path=parsed.lock_path,
+            frozen=frozen,
+            results=tuple(results),
+            lock_written=written,
+            seconds=time.monotonic() - started,
+        )
 
 
 def _install_all(

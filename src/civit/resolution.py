@@ -19,7 +19,7 @@ from civit.api import Client
 from civit.config import Settings
 from civit.downloader import plan_target
 from civit.errors import CivitError, ManifestError, UsageError
-from civit.hashcache import HashCache
+from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layout import Layout, LayoutChoice, resolve_layout
 from civit.lockfile import Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest, public_ref
@@ -229,7 +229,7 @@ def lock(
     upgrade: bool = False,
     client: Client | None = None,
     settings: Settings | None = None,
-    cache: HashCache | None = None,
+    cache: CacheOption = None,
 ) -> Lock:
     """Resolve the manifest and write its lock file (only when the content changes).
 
@@ -244,7 +244,8 @@ def lock(
         upgrade: re-resolve everything; unpinned entries go to the newest version.
         client: API client; made from ``settings`` only if resolution needs one.
         settings: settings for that client (default: environment and config).
-        cache: hash cache used to learn exact sizes of files already present.
+        cache: hash cache used to learn exact sizes of files already present:
+            ``None`` for the user's, ``False`` for none (see :data:`CacheOption`).
 
     Returns:
         The lock, as written to :attr:`Manifest.lock_path`.
@@ -257,13 +258,14 @@ def lock(
     parsed = as_manifest(manifest)
     holder = LazyClient(client, settings)
     try:
-        resolved = resolve_lock(
-            parsed,
-            holder,
-            previous=load_lock(parsed.lock_path),
-            upgrade=upgrade,
-            cache=cache if cache is not None else HashCache.default(),
-        )
+        with opened_cache(cache) as hashes:
+            resolved = resolve_lock(
+                parsed,
+                holder,
+                previous=load_lock(parsed.lock_path),
+                upgrade=upgrade,
+                cache=hashes,
+            )
     finally:
         holder.close()
     write_lock(resolved, parsed.lock_path)

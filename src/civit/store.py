@@ -30,7 +30,7 @@ from typing import Literal
 
 from civit.errors import CivitError
 from civit.fsutil import commit
-from civit.hashcache import HashCache
+from civit.hashcache import CacheOption
 from civit.hashing import hash_file
 from civit.records import Hashes
 
@@ -68,7 +68,7 @@ class Store:
             raise CivitError(f"not a SHA256 digest: {sha256!r}")
         return self.root / "sha256" / digest[:2] / digest
 
-    def verified_digests(self, sha256: str, *, cache: HashCache | None) -> dict[str, str] | None:
+    def verified_digests(self, sha256: str, *, cache: CacheOption) -> dict[str, str] | None:
         """The digests of the entry for ``sha256`` if it exists and has that SHA256.
 
         The hash cache answers for an unchanged entry, so this is usually a ``stat``
@@ -77,7 +77,7 @@ class Store:
 
         Args:
             sha256: the digest, any case.
-            cache: hash cache to consult and update.
+            cache: hash cache to consult and update (see :data:`CacheOption`).
 
         Returns:
             ``{"sha256": HEX}``, or ``None`` if the entry is missing or was damaged.

@@ -50,7 +50,7 @@ from civit.errors import (
     redact_url,
 )
 from civit.fsutil import atomic_write, cache_dir, check_free_space, commit
-from civit.hashing import Digester
+from civit.hashing import Digester, ProgressCallback
 from civit.partfile import PartState, Segment, preallocate, release_to_disk
 from civit.records import Hashes
 
@@ -80,10 +80,6 @@ FILL_INTERVAL = 0.1
 MAX_REDIRECTS = 5
 MAX_FAILURES_WITHOUT_PROGRESS = 6
 MAX_LINK_REFRESHES = 8
-
-#: ``progress(done_bytes, total_bytes_or_None)``; called from worker threads, about
-#: ten times a second and once at the end. It must be thread-safe and quick.
-ProgressCallback = Callable[[int, "int | None"], None]
 
 #: Returns a fresh URL for the bytes; called again when a link expires.
 LinkResolver = Callable[[], str]

@@ -10,7 +10,6 @@ import click
 from civit.cli.app import App, json_option, pass_app
 from civit.cli.output import ByteBar, count_files, echo_json, say
 from civit.downloader import write_info_sidecar
-from civit.hashcache import HashCache
 from civit.hashing import (
     MODEL_EXTENSIONS,
     hash_files,
@@ -80,7 +79,6 @@ def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_js
     files = iter_model_files(paths)
     _warn_about_empty_folders(paths, files)
     total = sum(path.stat().st_size for path in files if path.is_file())
-    cache = None if no_cache else HashCache.default()
     table = len(wanted) > 1
     documents: list[dict[str, object]] = []
     failed = False
@@ -88,7 +86,9 @@ def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_js
         if table and not as_json and files:
             header = [name.upper().ljust(DIGEST_WIDTHS[name]) for name in wanted]
             bar.print("  ".join([*header, "PATH"]))
-        for found in hash_files(files, wanted, cache=cache, progress=bar.advance):
+        for found in hash_files(
+            files, wanted, cache=False if no_cache else None, progress=bar.update
+        ):
             if found.error is not None:
                 failed = True
                 documents.append({"path": str(found.path), "error": str(found.error)})
@@ -155,9 +155,7 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_jso
       civit identify ~/stable-diffusion-webui/models/Lora --write-info
     """
     with ByteBar("identify") as bar:
-        results = identify_files(
-            paths, client=app.client, cache=HashCache.default(), progress=bar.update
-        )
+        results = identify_files(paths, client=app.client, progress=bar.update)
     documents = []
     for found in results:
         document = found.as_json()
@@ -223,7 +221,7 @@ def verify_command(
             paths,
             lock=lock_path,
             client=app.client,
-            cache=None if no_cache else HashCache.default(),
+            cache=False if no_cache else None,
             progress=bar.update,
         )
     for check in results:

@@ -72,7 +72,7 @@ class TotalBar:
         self.lock = threading.Lock()
         self.bar: tqdm | None = None
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int | None) -> None:
         with self.lock:
             if self.bar is None:
                 self.bar = tqdm(
@@ -135,13 +135,9 @@ class ByteBar:
     def __exit__(self, *exc_info: object) -> None:
         self.bar.close()
 
-    def advance(self, count: int) -> None:
-        """Add ``count`` bytes (the :func:`civit.hashing.hash_files` callback)."""
-        self.bar.update(count)
-
-    def update(self, done: int, total: int) -> None:
-        """Set the position (the ``(done, total)`` callback of identify and verify)."""
-        if self.bar.total != total:
+    def update(self, done: int, total: int | None) -> None:
+        """Set the position (the library's ``progress(done, total)`` callback)."""
+        if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
 

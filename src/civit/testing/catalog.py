@@ -119,7 +119,7 @@ class FakeFile:
             return dict(self.known_digests)
         if self.path is None:
             return digest_bytes(self.content)
-        return hash_file(self.path, "all")
+        return hash_file(self.path, "all", cache=False)
 
     @property
     def sha256(self) -> str:
