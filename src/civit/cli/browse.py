@@ -7,7 +7,7 @@ import click
 from civit import records
 from civit.api import Client
 from civit.cli.app import App, json_option, pass_app
-from civit.cli.output import echo_json, format_table, say
+from civit.cli.output import echo, echo_json, format_table, say
 from civit.errors import CivitError
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file
@@ -83,7 +83,7 @@ def info(app: App, ref: str, as_json: bool) -> int:
     if as_json:
         echo_json(records.as_json(model))
     else:
-        click.echo(render_model(model, only_version=version_id))
+        echo(render_model(model, only_version=version_id))
     return 0
 
 
@@ -150,5 +150,5 @@ def search(
         )
         for m in models
     ]
-    click.echo(format_table(("ID", "NAME", "TYPE", "BASE", "DOWNLOADS", "CREATOR"), rows))
+    echo(format_table(("ID", "NAME", "TYPE", "BASE", "DOWNLOADS", "CREATOR"), rows))
     return 0

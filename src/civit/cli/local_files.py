@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from civit.cli.app import App, json_option, pass_app
-from civit.cli.output import ByteBar, count_files, echo_json, say
+from civit.cli.output import ByteBar, count_files, echo, echo_json, say
 from civit.downloader import write_info_sidecar
 from civit.hashing import (
     MODEL_EXTENSIONS,
@@ -162,7 +162,7 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_jso
         if found.error is not None:
             say(f"civit: error: {found.error}")
         elif not as_json:
-            click.echo("\n".join(render_identification(found)))
+            echo("\n".join(render_identification(found)))
         if write_info and found.version is not None:
             document["info"] = str(write_info_sidecar(found.path, found.version))
             if not as_json:
@@ -228,7 +228,7 @@ def verify_command(
         if check.status == "error":
             say(f"civit: error: {check.reason}")
         elif not as_json:
-            click.echo(f"{VERIFY_LABELS[check.status]:8}  {check.path}: {check.reason}")
+            echo(f"{VERIFY_LABELS[check.status]:8}  {check.path}: {check.reason}")
     if as_json:
         echo_json([check.as_json() for check in results])
     counts = {status: sum(c.status == status for c in results) for status in VERIFY_LABELS}

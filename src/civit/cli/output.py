@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -10,15 +11,46 @@ from collections.abc import Callable, Sequence
 import click
 from tqdm import tqdm
 
+# What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
+# controls (8-bit CSI, OSC...), and the bidi marks, embeddings, overrides and isolates
+# that make text read differently from what it is. Names, tags and error texts come
+# from the network (and file names from shared folders): none of them may move the
+# cursor, retitle the window or reorder a line.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+# Inside JSON strings ``json.dumps`` escapes C0 controls itself; these it leaves raw.
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_BIDI}]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: each control character shown as ``?``, as ``ls`` does.
+
+    Tab and newline stay (civit's own layout uses them).
+
+    >>> printable("model\\x1b]0;pwned\\x07.safetensors")
+    'model?]0;pwned?.safetensors'
+    """
+    return _UNPRINTABLE.sub("?", text)
+
+
+def echo(text: str) -> None:
+    """Human output on stdout (tables, model cards, verdicts), made :func:`printable`."""
+    click.echo(printable(text))
+
 
 def echo_json(document: object) -> None:
-    """Print one JSON document on stdout."""
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    """Print one JSON document on stdout.
+
+    The data stay exact: characters a terminal would act on are written as ``\\uXXXX``
+    escapes, which every JSON reader turns back into the same string.
+    """
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
 
 
 def say(message: str) -> None:
-    """A human message on stderr."""
-    click.echo(message, err=True)
+    """A human message on stderr, made :func:`printable` (on a terminal or not)."""
+    click.echo(printable(message), err=True)
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -48,7 +80,7 @@ class ProgressBars:
                     bar = tqdm(
                         total=total,
                         initial=done,
-                        desc=name if len(name) <= 40 else name[:39] + "…",
+                        desc=printable(name if len(name) <= 40 else name[:39] + "…"),
                         unit="B",
                         unit_scale=True,
                         unit_divisor=1024,
@@ -95,7 +127,7 @@ class TotalBar:
             if self.bar is None or self.bar.disable:
                 say(text)
             else:
-                tqdm.write(text, file=sys.stderr)
+                tqdm.write(printable(text), file=sys.stderr)
 
     def close(self) -> None:
         with self.lock:
@@ -118,7 +150,7 @@ class ByteBar:
     def __init__(self, desc: str, total: int | None = None) -> None:
         self.bar = tqdm(
             total=total,
-            desc=desc,
+            desc=printable(desc),
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
@@ -143,7 +175,7 @@ class ByteBar:
 
     def print(self, line: str, *, err: bool = False) -> None:
         """A result line on stdout, or a message on stderr (``err=True``)."""
-        tqdm.write(line, file=sys.stderr if err else sys.stdout)
+        tqdm.write(printable(line), file=sys.stderr if err else sys.stdout)
 
 
 #: Hex digits per digest, for the table of ``civit hash --algo LIST``.
