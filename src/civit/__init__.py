@@ -39,6 +39,7 @@ from civit.identification import (
     verify,
     verify_files,
 )
+from civit.image_resources import ImageResource, ImageResources, resources_from_image
 from civit.installer import EntryResult, InstallReport, install
 from civit.layout import LayoutChoice, detect_layout, safe_filename
 from civit.lockfile import Lock, LockedFile, load_lock
@@ -65,6 +66,8 @@ __all__ = [
     "HashMatch",
     "Hashes",
     "Identification",
+    "ImageResource",
+    "ImageResources",
     "InstallReport",
     "IntegrityError",
     "LayoutChoice",
@@ -102,6 +105,7 @@ __all__ = [
     "newest_version",
     "parse_ref",
     "plan_target",
+    "resources_from_image",
     "safe_filename",
     "select_file",
     "verify",

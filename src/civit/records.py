@@ -299,6 +299,16 @@ class Version:
         stamp = self.published_at or self.created_at
         return stamp[:10] if stamp else None
 
+    def file_with_hash(self, digest: str) -> File | None:
+        """The file with this digest (any hash type Civitai stores), if the version has one.
+
+        A hash names one file; the version may hold several (fp16 and fp32 copies).
+        """
+        for file in self.files:
+            if any(file.hashes.matches(algorithm, digest) for algorithm in HASH_ALGORITHMS):
+                return file
+        return None
+
 
 def _tags(value: object) -> tuple[str, ...]:
     tags = []

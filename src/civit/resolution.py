@@ -23,7 +23,7 @@ from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layout import Layout, LayoutChoice, resolve_layout
 from civit.lockfile import Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest, public_ref
-from civit.records import HASH_ALGORITHMS, File, Version
+from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import select_file
 
@@ -153,7 +153,8 @@ class _Resolver:
             version = self.version_for(entry)
             ref = entry.parsed
             filters = (entry.type, entry.format, entry.fp, entry.size)
-            file_id = ref.file_id if ref.hash is None else _file_with_hash(version, ref.hash)
+            hashed = version.file_with_hash(ref.hash) if ref.hash is not None else None
+            file_id = hashed.id if hashed is not None else ref.file_id
             file = select_file(
                 version,
                 type=entry.type or ref.type,
@@ -183,14 +184,6 @@ class _Resolver:
             blake3=file.hashes.blake3,
             type=file.model_type or version.model_type,
         )
-
-
-def _file_with_hash(version: Version, digest: str) -> int | None:
-    """The id of the file a hash ref names (its version may hold several files)."""
-    for file in version.files:
-        if any(file.hashes.matches(algorithm, digest) for algorithm in HASH_ALGORITHMS):
-            return file.id
-    return None
 
 
 def _check_targets(manifest: Manifest, files: Sequence[LockedFile]) -> None:

@@ -10,11 +10,13 @@ import click
 from civit.cli.app import App, json_option, pass_app
 from civit.cli.output import ProgressBars, echo_json, say
 from civit.config import Settings
-from civit.downloader import DownloadResult
+from civit.downloader import DownloadResult, download, plan_target
 from civit.downloader import get as get_ref
-from civit.errors import CivitError
+from civit.errors import CivitError, NotFoundError
 from civit.fsutil import human_bytes
+from civit.image_resources import ImageResource, resources_from_image
 from civit.layout import detect_layout, resolve_layout
+from civit.records import File
 from civit.refs import parse_ref
 
 
@@ -41,7 +43,7 @@ def choose_destination(
 
 
 @click.command()
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, metavar="REF...|FILE...")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -65,6 +67,13 @@ def choose_destination(
 @click.option("--stall-timeout", type=click.FloatRange(1, 3600), metavar="SECONDS")
 @click.option("--no-verify", is_flag=True, help="Skip the hash check (not recommended).")
 @click.option("--info", "write_info", is_flag=True, help="Also write <file>.civitai.info.")
+@click.option(
+    "--from",
+    "from_images",
+    is_flag=True,
+    help="The arguments are images or workflows: get the models they were made with.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be downloaded, and where.")
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 @pass_app
@@ -82,6 +91,8 @@ def get(
     stall_timeout: float | None,
     no_verify: bool,
     write_info: bool,
+    from_images: bool,
+    dry_run: bool,
     as_json: bool,
     quiet: bool,
 ) -> int:
@@ -96,10 +107,37 @@ def get(
       civit get 827184 --root ~/ComfyUI
       civit get 827184@2514310 --fp fp32 --root ~/stable-diffusion-webui
       civit get "https://civitai.com/models/328553?modelVersionId=368189" --dest ./loras
+      civit get --from image.png --root ~/ComfyUI      what the image was made with
+
+    \b
+    With --from, each FILE is a PNG, JPEG or WebP image (A1111/Forge infotext,
+    Civitai's resource list, ComfyUI's embedded workflow) or a ComfyUI workflow
+    .json. Every resource it names is looked up on Civitai (hashes by hash,
+    versions by id) and reported, found or not; exit 4 if none is found.
     """
+    bars = ProgressBars(quiet=quiet or as_json)
+    selection = {"type": file_type, "format": file_format, "fp": fp, "size": file_size}
+    transfer: dict[str, Any] = {
+        "connections": connections or app.settings.connections,
+        "stall_timeout": stall_timeout or app.settings.stall_timeout,
+        "verify": not no_verify,
+    }
+    if from_images:
+        paths = [Path(ref) for ref in refs]
+        where = choose_destination(app.settings, root, layout, dest)
+        return get_from_images(
+            app,
+            paths,
+            where,
+            selection,
+            transfer,
+            bars,
+            dry_run=dry_run,
+            as_json=as_json,
+            quiet=quiet,
+        )
     parsed = [parse_ref(ref) for ref in refs]  # reject typos before downloading anything
     where = choose_destination(app.settings, root, layout, dest)
-    bars = ProgressBars(quiet=quiet or as_json)
     documents: list[dict[str, object]] = []
     exit_code = 0
     for text, ref in zip(refs, parsed, strict=True):
@@ -112,10 +150,8 @@ def get(
                 fp=fp,
                 size=file_size,
                 write_info=write_info,
-                connections=connections or app.settings.connections,
-                stall_timeout=stall_timeout or app.settings.stall_timeout,
-                verify=not no_verify,
                 progress=bars.for_file(str(ref)),
+                **transfer,
                 **where,
             )
         except CivitError as exc:
@@ -129,6 +165,116 @@ def get(
     if as_json:
         echo_json(documents)
     return exit_code
+
+
+def get_from_images(
+    app: App,
+    paths: list[Path],
+    where: dict[str, Any],
+    selection: dict[str, str | None],
+    transfer: dict[str, Any],
+    bars: ProgressBars,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """``civit get --from``: report each image's resources, then fetch the found ones."""
+    documents: list[dict[str, object]] = []
+    exit_code = 0
+    found_any = False
+    for path in paths:
+        document: dict[str, object] = {"path": str(path)}
+        documents.append(document)
+        try:
+            image = resources_from_image(path, client=app.client)
+            wanted = image.files(**selection)
+        except CivitError as exc:
+            exit_code = exit_code or exc.exit_code
+            document.update(error=str(exc), exit_code=exc.exit_code)
+            say(f"civit: error: {exc}")
+            continue
+        document["resources"] = [resource.as_json() for resource in image.resources]
+        found_any = found_any or bool(wanted)
+        if not as_json:
+            for line in describe_image(image.path, image.keys, image.resources):
+                say(line)
+        results = document["files"] = []
+        for resource, file in wanted:
+            outcome = _fetch_resource(app, resource, file, where, transfer, bars, dry_run=dry_run)
+            results.append(outcome)
+            code = outcome.get("exit_code")
+            if isinstance(code, int):
+                exit_code = exit_code or code
+            if not as_json and (not quiet or "exit_code" in outcome):
+                say(str(outcome.pop("message")))
+            outcome.pop("message", None)
+    if as_json:
+        echo_json(documents)
+    if not found_any and not exit_code:
+        exit_code = NotFoundError.exit_code
+        say("civit: error: nothing to get: no resource these files name is on Civitai")
+    return exit_code
+
+
+def _fetch_resource(
+    app: App,
+    resource: ImageResource,
+    file: File,
+    where: dict[str, Any],
+    transfer: dict[str, Any],
+    bars: ProgressBars,
+    *,
+    dry_run: bool,
+) -> dict[str, object]:
+    version = resource.version
+    label = f"{version.model_name} {version.name}" if version else resource.kind
+    try:
+        if dry_run:
+            target = plan_target(
+                file,
+                root=where.get("root"),
+                layout=where.get("layout", "auto"),
+                dest=where.get("dest"),
+            )
+            size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
+            return {
+                "file_id": file.id,
+                "path": str(target),
+                "status": "planned",
+                "message": f"would download {label}: {file.name} ({size}) -> {target}",
+            }
+        progress = bars.for_file(file.name)
+        result = download(file, client=app.client, progress=progress, **where, **transfer)
+    except CivitError as exc:
+        return {
+            "file_id": file.id,
+            "error": str(exc),
+            "exit_code": exc.exit_code,
+            "message": f"civit: error: {label}: {exc}",
+        }
+    return {**result.as_json(), "message": describe_result(result)}
+
+
+def describe_image(
+    path: Path, keys: tuple[str, ...], resources: tuple[ImageResource, ...]
+) -> list[str]:
+    """What an image names, one line per resource: found (as what) or not (why)."""
+    if not keys:
+        return [f"{path}: no generation metadata (no parameters, prompt or workflow in it)"]
+    if not resources:
+        return [f"{path}: its metadata ({', '.join(keys)}) names no Civitai resource or hash"]
+    found = sum(resource.found for resource in resources)
+    lines = [f"{path}: {len(resources)} resources named, {found} found on Civitai"]
+    for resource in resources:
+        named = f"{resource.kind} {resource.name or ''}".rstrip()
+        version = resource.version
+        if version is None:
+            lines.append(f"  not found  {named} ({resource.named_by}): {resource.error}")
+            continue
+        what = f"{version.model_name} {version.name} ({version.model_id}@{version.id})"
+        lines.append(f"  found      {named} ({resource.named_by}) -> {what}")
+    return lines
 
 
 def describe_result(result: DownloadResult) -> str:
