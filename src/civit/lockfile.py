@@ -20,6 +20,7 @@ from civit.errors import ManifestError
 from civit.fsutil import atomic_write
 from civit.layout import safe_filename
 from civit.records import Hashes
+from civit.refs import redact_ref
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,6 +68,11 @@ class LockedFile:
     sha256: str | None = None
     blake3: str | None = None
     type: str | None = None
+
+    def __post_init__(self) -> None:
+        # A ref pasted with ?token= or user:secret@ is never written or shown again.
+        if isinstance(self.ref, str):
+            object.__setattr__(self, "ref", redact_ref(self.ref))
 
     @property
     def hashes(self) -> Hashes:

@@ -51,12 +51,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from civit.errors import ManifestError, UsageError
 from civit.layout import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
-from civit.refs import Ref, parse_ref
+from civit.refs import Ref, parse_ref, redact_ref
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,7 +72,6 @@ __all__ = [
     "load_manifest",
     "lock_path_for",
     "mirror_url",
-    "public_ref",
     "write_manifest",
 ]
 
@@ -124,7 +123,7 @@ class ModelEntry:
     @property
     def label(self) -> str:
         """How messages name this entry, e.g. ``[[model]] #2 (328553)``."""
-        return f"[[model]] #{self.index} ({public_ref(self.ref)})"
+        return f"[[model]] #{self.index} ({redact_ref(self.ref)})"
 
 
 @dataclass(frozen=True)
@@ -297,7 +296,7 @@ def _parse_entry(
     ref = table.get("ref")
     if not isinstance(ref, str) or not ref.strip():
         raise where.error("ref is required (a model id, id@version, URL, AIR or hash)")
-    where.what = f"[[model]] #{index} ({public_ref(ref)})"
+    where.what = f"[[model]] #{index} ({redact_ref(ref)})"
     _check_keys(table, _ENTRY_KEYS, where)
     try:
         parsed = parse_ref(ref)
@@ -390,15 +389,6 @@ def write_manifest(
     target = Path(path)
     target.write_text(toml_tables(head, "model", tables), encoding="utf-8")
     return load_manifest(target)
-
-
-def public_ref(ref: str) -> str:
-    """``ref`` without a ``token=`` query value a careless user may have pasted."""
-    if "?" not in ref:
-        return ref
-    parts = urlsplit(ref)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "token"]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def as_manifest(manifest: Manifest | str | os.PathLike[str]) -> Manifest:

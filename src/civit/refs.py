@@ -22,18 +22,24 @@ An 8- or 10-digit hash made only of digits would read as a model id; prefix it w
 ``hash:`` (or its algorithm, e.g. ``autov2:``) to say it is a hash. ``str(ref)`` does so.
 
 Parsing never touches the network: whether the ids exist is the API's business.
+
+Secrets in pasted URLs: Civitai's docs tell people to append ``?token=`` to download
+links, presigned storage links carry ``X-Amz-*``/``Signature``/``sig`` values, and a URL
+may hold ``user:secret@``. :func:`redact_ref` is how civit echoes any ref (``--json``,
+error lines, ``civit.lock``, install reports); :func:`pasted_token` lets the CLI use a
+pasted token as the API token (sent as a header, never in a URL, never shown).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from civit.errors import UsageError, redact_url
+from civit.errors import UsageError
 from civit.records import HASH_ALGORITHMS
 
-__all__ = ["ACCEPTED_FORMS", "Ref", "parse_ref"]
+__all__ = ["ACCEPTED_FORMS", "Ref", "parse_ref", "pasted_token", "redact_ref"]
 
 ACCEPTED_FORMS = (
     "Use a model id (827184), model@version (827184@2514310), a civitai.com model or "
@@ -62,6 +68,14 @@ _AIR_FORM = re.compile(
 _SITE_HOSTS = frozenset({"civitai.com", "civitai.red"})
 _API_HOST = "api.civitai.com"
 _HINT_KEYS = ("type", "format", "size", "fp")
+# Query keys whose values are credentials: API tokens, and the signatures of presigned
+# links (S3 ``X-Amz-*``, GCS ``X-Goog-*``, CloudFront ``Signature``/``Policy``/
+# ``Key-Pair-Id``, the fake's ``sig``).
+_SECRET_KEYS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "signature", "sig", "policy", "key-pair-id"}
+)
+_SECRET_PREFIXES = ("x-amz-", "x-goog-")
+_USERINFO = re.compile(r"^(?P<prefix>(?:[a-z][a-z0-9+.-]*:)?//)?[^/?#@]*@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -171,21 +185,54 @@ def _id(text: str, value: str | None, what: str) -> int:
 
 
 def _rejection(text: str, reason: str | None = None) -> UsageError:
-    shown = _without_secrets(text.strip())
+    shown = redact_ref(text.strip())
     if len(shown) > 120:
         shown = shown[:117] + "..."
     because = f" ({reason})" if reason else ""
     return UsageError(f"not a model reference: {shown!r}{because}. {ACCEPTED_FORMS}")
 
 
-def _without_secrets(text: str) -> str:
-    """The input may be a URL with ``?token=`` or user info: never echo those."""
-    if "://" not in text and "?" not in text:
-        return text
-    try:
-        return redact_url(text)
-    except ValueError:  # unparseable: dropping the query is still possible
-        return text.split("?", 1)[0]
+def _is_secret_key(key: str) -> bool:
+    name = unquote_plus(key).strip().lower()
+    return name in _SECRET_KEYS or name.startswith(_SECRET_PREFIXES)
+
+
+def redact_ref(text: str) -> str:
+    """``text`` as civit may show or store it: without user info, secret query values
+    (``token``, ``X-Amz-*``, ``Signature``, ``sig``...) or a fragment.
+
+    Everything else stays as typed, so the result still names the same thing
+    (:func:`parse_ref` reads it back to the same :class:`Ref`). Text that is not a URL
+    comes back unchanged.
+
+    >>> redact_ref("https://me:pw@civitai.com/api/download/models/2514310?token=S&fileId=7")
+    'https://civitai.com/api/download/models/2514310?fileId=7'
+    >>> redact_ref("civitai.com/models/1?modelVersionId=2&X-Amz-Signature=abc")
+    'civitai.com/models/1?modelVersionId=2'
+    >>> redact_ref("827184@2514310")
+    '827184@2514310'
+    """
+    if "/" not in text and "?" not in text and "#" not in text:
+        return text  # ids, id@version, AIRs and hashes hold no secrets
+    head, _, query = text.partition("?")
+    head = head.partition("#")[0]
+    query = query.partition("#")[0]
+    head = _USERINFO.sub(lambda found: found["prefix"] or "", head, count=1)
+    kept = [pair for pair in query.split("&") if pair and not _is_secret_key(pair.split("=")[0])]
+    return head + ("?" + "&".join(kept) if kept else "")
+
+
+def pasted_token(text: str) -> str | None:
+    """The API token a user pasted into a URL ref as ``?token=``, if any.
+
+    >>> pasted_token("https://civitai.com/api/download/models/2514310?token=abc123")
+    'abc123'
+    >>> pasted_token("827184") is None
+    True
+    """
+    query = text.partition("?")[2].partition("#")[0]
+    values = [v.strip() for v in parse_qs(query).get("token", []) if v.strip()]
+    return values[-1] if values else None
 
 
 def _parse_air(text: str, stripped: str) -> Ref:

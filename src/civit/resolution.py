@@ -22,9 +22,9 @@ from civit.errors import CivitError, ManifestError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layout import Layout, LayoutChoice, resolve_layout
 from civit.lockfile import Lock, LockedFile, load_lock, write_lock
-from civit.manifest import Manifest, ModelEntry, as_manifest, public_ref
+from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
-from civit.refs import Ref, parse_ref
+from civit.refs import Ref, parse_ref, redact_ref
 from civit.select import select_file
 
 __all__ = ["MAX_RESOLVERS", "LazyClient", "lock", "resolve_lock"]
@@ -172,7 +172,7 @@ class _Resolver:
             raise
         sha256 = file.hashes.sha256
         return LockedFile(
-            ref=public_ref(entry.ref),
+            ref=redact_ref(entry.ref),
             model_id=version.model_id,
             version_id=version.id,
             file_id=file.id,

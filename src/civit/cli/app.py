@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import click
@@ -9,6 +11,7 @@ import click
 from civit._version import VERSION
 from civit.api import Client
 from civit.config import Settings, load_settings
+from civit.refs import pasted_token
 
 
 @dataclass
@@ -25,6 +28,20 @@ class App:
         if self._settings is None:
             self._settings = load_settings(self.overrides)
         return self._settings
+
+    def adopt_pasted_token(self, refs: Iterable[str]) -> None:
+        """Use a ``?token=`` pasted into a ref URL as the API token when none is set.
+
+        Civitai's docs tell people to append ``?token=`` to download links. civit never
+        puts a token in a URL: the pasted one is sent like any other, as the
+        ``Authorization`` header to the API origin only, and never shown. Call this
+        before the first use of :attr:`client`.
+        """
+        pasted = next((token for token in map(pasted_token, refs) if token), None)
+        if pasted is None or self.settings.token or self._client is not None:
+            return
+        sources = {**self.settings.sources, "token": "pasted into a ref (?token=)"}
+        self._settings = dataclasses.replace(self.settings, token=pasted, sources=sources)
 
     @property
     def client(self) -> Client:

@@ -77,6 +77,7 @@ def info(app: App, ref: str, as_json: bool) -> int:
     AIR (urn:air:sdxl:checkpoint:civitai:827184@2514310) or a SHA256/AutoV2 hash.
     """
     parsed = parse_ref(ref)
+    app.adopt_pasted_token([ref])
     model, version_id = _model_for(app.client, parsed)
     if version_id is not None and not any(v.id == version_id for v in model.versions):
         raise CivitError(f"model {model.id} has no version {version_id}")

@@ -17,7 +17,7 @@ from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
 from civit.layout import detect_layout, resolve_layout
 from civit.records import File
-from civit.refs import parse_ref
+from civit.refs import parse_ref, redact_ref
 
 
 def choose_destination(
@@ -137,6 +137,7 @@ def get(
             quiet=quiet,
         )
     parsed = [parse_ref(ref) for ref in refs]  # reject typos before downloading anything
+    app.adopt_pasted_token(refs)
     where = choose_destination(app.settings, root, layout, dest)
     documents: list[dict[str, object]] = []
     exit_code = 0
@@ -156,10 +157,11 @@ def get(
             )
         except CivitError as exc:
             exit_code = exit_code or exc.exit_code
-            documents.append({"ref": text, "error": str(exc), "exit_code": exc.exit_code})
-            say(f"civit: error: {text}: {exc}")
+            shown = redact_ref(text)
+            documents.append({"ref": shown, "error": str(exc), "exit_code": exc.exit_code})
+            say(f"civit: error: {shown}: {exc}")
             continue
-        documents.append({"ref": text, **result.as_json()})
+        documents.append({"ref": redact_ref(text), **result.as_json()})
         if not quiet and not as_json:
             say(describe_result(result))
     if as_json:
