@@ -253,11 +253,26 @@ def test_a_token_pasted_into_a_ref_stays_out_of_the_lock(client: Client, project
 def test_lock_refuses_two_entries_with_one_destination(client: Client, project: Path) -> None:
     manifest = civit.write_manifest(
         project / "civit.toml",
-        [{"ref": "827184@2514310"}, {"ref": "827184@2514310", "fp": "fp32"}],
+        [
+            {"ref": "827184@2514310"},
+            {"ref": "328553", "name": "waiIllustriousSDXL_v160.safetensors"},
+        ],
         settings={"dest": "models"},
     )
     with pytest.raises(ManifestError, match=r"#2 .* is also the destination of 827184@2514310"):
         civit.lock(manifest, client=client)
+
+
+def test_lock_gives_same_named_variants_their_own_names(client: Client, project: Path) -> None:
+    manifest = civit.write_manifest(
+        project / "civit.toml",
+        [{"ref": "827184@2514310"}, {"ref": "827184@2514310", "fp": "fp32"}],
+        settings={"dest": "models"},
+    )
+    first, second = civit.lock(manifest, client=client).files
+    assert first.dest == "models/waiIllustriousSDXL_v160.safetensors"
+    assert second.dest == "models/waiIllustriousSDXL_v160_full_fp32.safetensors"
+    assert second.name == "waiIllustriousSDXL_v160_full_fp32.safetensors"
 
 
 def test_lock_needs_somewhere_to_put_files(client: Client, project: Path) -> None:

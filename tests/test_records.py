@@ -144,3 +144,68 @@ def test_as_json_drops_raw_and_flattens_hashes() -> None:
     assert "raw" not in document
     assert document["files"][0]["hashes"]["crc32"] == "32AEB036"
     json.dumps(document)
+
+
+def _file_doc(file_id: int, name: str, **metadata: str) -> dict[str, object]:
+    return {"id": file_id, "name": name, "type": "Model", "metadata": metadata}
+
+
+def _version(*files: dict[str, object]) -> Version:
+    version = Version.from_json({"id": 7, "modelId": 70, "files": list(files)})
+    assert version is not None
+    return version
+
+
+def test_scan_verdicts_are_read_as_sent_and_missing_ones_are_none() -> None:
+    version = _version(
+        {**_file_doc(1, "a.ckpt"), "pickleScanResult": "Danger", "virusScanResult": "Success"},
+        {**_file_doc(2, "b.ckpt"), "pickleScanResult": None, "virusScanResult": 3},
+        _file_doc(3, "c.ckpt"),
+    )
+    scans = [(f.pickle_scan, f.virus_scan) for f in version.files]
+    assert scans == [("Danger", "Success"), (None, "3"), (None, None)]
+    assert all(f.model_id == 70 and f.version_id == 7 for f in version.files)
+
+
+def test_same_named_variants_get_distinct_stable_names() -> None:
+    # dreamshaper/realisticVision-style versions: pruned fp16 and full fp32, one name.
+    files = (
+        _file_doc(11, "dreamshaper_8.safetensors", size="full", fp="fp32", format="SafeTensor"),
+        {
+            **_file_doc(
+                12, "dreamshaper_8.safetensors", size="pruned", fp="fp16", format="SafeTensor"
+            ),
+            "primary": True,
+        },
+        _file_doc(13, "dreamshaper_8.safetensors", size="full", fp="fp16", format="SafeTensor"),
+        _file_doc(14, "dreamshaper_8.ckpt", size="full", fp="fp32", format="PickleTensor"),
+    )
+    names = {f.id: f.local_name for f in _version(*files).files}
+    assert names == {
+        11: "dreamshaper_8_full_fp32.safetensors",
+        12: "dreamshaper_8.safetensors",  # the primary keeps the plain name
+        13: "dreamshaper_8_full.safetensors",
+        14: "dreamshaper_8.ckpt",  # no clash, no tag
+    }
+    again = {f.id: f.local_name for f in _version(*reversed(files)).files}
+    assert again == names  # Civitai's listing order does not move names around
+
+
+def test_variants_without_a_primary_and_without_a_difference() -> None:
+    version = _version(
+        _file_doc(21, "vae.safetensors", fp="fp32"),
+        _file_doc(22, "vae.safetensors", fp="fp16"),
+        _file_doc(23, "VAE.safetensors", fp="fp16"),  # same name on Windows and macOS
+    )
+    names = [f.local_name for f in version.files]
+    # fp16 is preferred, so the first fp16 file keeps the name; the twin gets its id.
+    assert names == ["vae_fp32.safetensors", "vae.safetensors", "VAE_23.safetensors"]
+    assert len({n.casefold() for n in names}) == 3
+
+
+def test_a_variant_tag_survives_trimming_a_long_name() -> None:
+    long = "x" * 250 + ".safetensors"
+    version = _version(_file_doc(31, long, fp="fp16"), _file_doc(32, long, fp="fp32"))
+    plain, tagged = (f.local_name for f in version.files)
+    assert tagged.endswith("_fp32.safetensors") and len(tagged.encode()) <= 200
+    assert plain != tagged

@@ -2,9 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from civit.errors import NotDownloadableError
+from civit.errors import NotDownloadableError, ScanRefusedError
 from civit.records import File, Model, Version
-from civit.select import describe_file, explain_selection, newest_version, select_file
+from civit.select import (
+    check_scans,
+    code_warning,
+    describe_file,
+    explain_selection,
+    newest_version,
+    select_file,
+)
 
 SAFETENSORS_FP16 = File(
     id=2402203,
@@ -257,3 +264,32 @@ def test_newest_version_of_a_model_without_versions() -> None:
 )
 def test_describe_file(file: File, text: str) -> None:
     assert describe_file(file) == text
+
+
+@pytest.mark.parametrize(
+    ("pickle", "virus", "refused"),
+    [
+        ("Success", "Success", None),
+        (None, None, None),  # no scan fields: nothing to hold against the file
+        ("Danger", "Success", "pickle scan says Danger"),
+        ("Success", "Error", "virus scan says Error"),
+        ("Pending", "Pending", "pickle scan says Pending and its virus scan says Pending"),
+    ],
+)
+def test_check_scans(pickle: str | None, virus: str | None, refused: str | None) -> None:
+    file = File(id=9, name="x.ckpt", pickle_scan=pickle, virus_scan=virus)
+    check_scans(file, allow_unscanned=True)  # never refuses when allowed
+    if refused is None:
+        check_scans(file)
+        return
+    with pytest.raises(ScanRefusedError, match=refused) as error:
+        check_scans(file)
+    assert error.value.exit_code == 4
+    assert "--allow-unscanned" in str(error.value)
+    assert ("try again in a few minutes" in str(error.value)) == (pickle == "Pending")
+
+
+def test_code_warning_only_for_pickle_files() -> None:
+    assert code_warning(SAFETENSORS_FP16) is None
+    warning = code_warning(PICKLE_FP16)
+    assert warning is not None and "can run code" in warning and "\n" not in warning

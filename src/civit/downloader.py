@@ -90,7 +90,7 @@ def plan_target(
         folder = target_dir(root, chosen, model_type=file.model_type, file_type=file.type)
     else:
         folder = Path.cwd()
-    return path_inside(folder, name or file.name)
+    return path_inside(folder, name or file.local_name)
 
 
 def write_info_sidecar(model_path: Path, version: Version) -> Path:

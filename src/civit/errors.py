@@ -9,10 +9,12 @@ The tree (exit code in brackets)::
      │    └── EarlyAccessError [3]      version is in Early Access until a deadline
      ├── NotFoundError [4]              unknown model, version, file or hash
      │    └── NotDownloadableError [4]  archived, downloads disabled, no matching file
+     │         └── ScanRefusedError [4] Civitai's pickle/virus scan did not pass
      ├── NetworkError [5]               connection failures, 5xx after retries
      ├── RateLimitError [6]             429 that cannot be waited out
      ├── IntegrityError [7]             size or digest mismatch
      ├── DiskSpaceError [1]             not enough free space for a download
+     ├── FileConflictError [1]          another file is at the target (never replaced)
      └── ResponseError [1]              the service answered something unparseable
 
 Every error takes keyword-only context. URLs are stored with their query string and
@@ -31,6 +33,7 @@ __all__ = [
     "CivitError",
     "DiskSpaceError",
     "EarlyAccessError",
+    "FileConflictError",
     "IntegrityError",
     "ManifestError",
     "NetworkError",
@@ -38,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "ResponseError",
+    "ScanRefusedError",
     "UsageError",
     "redact_url",
 ]
@@ -116,6 +120,15 @@ class NotDownloadableError(NotFoundError):
     """It exists but cannot be downloaded: archived, downloads disabled, no such file."""
 
 
+class ScanRefusedError(NotDownloadableError):
+    """Civitai's pickle or virus scan of the file did not pass (``Danger``, ``Error``,
+    ``Pending``...); ``scans`` maps each failed scan to its verdict."""
+
+    def __init__(self, message: str, *, scans: dict[str, str], **context: object) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.scans = scans
+
+
 class NetworkError(CivitError):
     """The network or the service failed, and retrying did not help."""
 
@@ -163,6 +176,22 @@ class DiskSpaceError(CivitError):
         self.path = path
         self.needed = needed
         self.free = free
+
+
+class FileConflictError(CivitError):
+    """A file civit did not put there (or one of another model) is at the target.
+
+    ``path`` is that file, ``sha256`` its digest, ``wanted`` the file that was to go
+    there. civit never replaces such a file unless told to (``--overwrite``).
+    """
+
+    def __init__(
+        self, message: str, *, path: str, sha256: str, wanted: str, **context: object
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.path = path
+        self.sha256 = sha256
+        self.wanted = wanted
 
 
 class ResponseError(CivitError):

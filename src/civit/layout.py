@@ -271,6 +271,7 @@ def _has_exact(root: Path, relative: str) -> bool:
 _MAX_NAME_BYTES = 200
 # A longer "extension" is just the tail of a dotted name, not worth keeping whole.
 _MAX_SUFFIX_BYTES = 32
+_MAX_TAG_CHARS = 64
 _WINDOWS_INVALID = re.compile(r'[<>:"|?*]')
 _SEPARATORS = re.compile(r"[/\\]")
 _DOT_RUNS = re.compile(r"\.{2,}")
@@ -293,19 +294,24 @@ _WINDOWS_RESERVED = frozenset(
 )
 
 
-def safe_filename(name: str, *, default: str = "model.safetensors") -> str:
+def safe_filename(
+    name: str, *, default: str = "model.safetensors", variant: str | None = None
+) -> str:
     """Reduce a file name from the API or ``Content-Disposition`` to a safe base name.
 
     Keeps the last path component (``/`` or ``\\``), drops control and bidi characters,
     replaces characters Windows forbids with ``_``, collapses dot runs, strips leading and
     trailing dots and spaces, prefixes Windows device names (``CON.safetensors`` ->
-    ``_CON.safetensors``) and trims to 200 UTF-8 bytes keeping the extension. The result
-    never contains a separator and is never ``.``, ``..`` or empty; applying it twice
-    changes nothing.
+    ``_CON.safetensors``) and trims to 200 UTF-8 bytes keeping the extension (well
+    under the 255 bytes file systems allow, leaving room for ``.part`` and sidecar
+    suffixes). The result never contains a separator and is never ``.``, ``..`` or
+    empty; applying it twice changes nothing.
 
     Args:
         name: the untrusted name.
         default: the name to use when nothing usable is left (cleaned the same way).
+        variant: a tag inserted as ``_<variant>`` before the extension; trimming
+            shortens the stem, never the tag, so tagged names stay distinct.
 
     Returns:
         A name safe to join to a folder on any common file system.
@@ -317,11 +323,14 @@ def safe_filename(name: str, *, default: str = "model.safetensors") -> str:
     'passwd'
     >>> safe_filename("CON.safetensors")
     '_CON.safetensors'
+    >>> safe_filename("dreamshaper_8.safetensors", variant="full_fp32")
+    'dreamshaper_8_full_fp32.safetensors'
     """
     cleaned = _clean(name) or _clean(default)
     if not cleaned:
         raise ValueError(f"default file name {default!r} is not usable")
-    return cleaned
+    tag = _clean(variant)[:_MAX_TAG_CHARS] if variant else ""
+    return _truncate(cleaned, tag=f"_{tag}" if tag else "")
 
 
 def _clean(name: str) -> str:
@@ -343,13 +352,16 @@ def _clean(name: str) -> str:
     return _truncate(text)
 
 
-def _truncate(name: str) -> str:
-    if len(name.encode()) <= _MAX_NAME_BYTES:
+def _truncate(name: str, *, tag: str = "") -> str:
+    """Trim ``name`` to :data:`_MAX_NAME_BYTES`, keeping its extension and ``tag``
+    (inserted before the extension) whole."""
+    if not tag and len(name.encode()) <= _MAX_NAME_BYTES:
         return name
     stem, dot, extension = name.rpartition(".")
     suffix = dot + extension
     if not stem or len(suffix.encode()) > _MAX_SUFFIX_BYTES:
         stem, suffix = name, ""
+    suffix = tag + suffix
     budget = _MAX_NAME_BYTES - len(suffix.encode())
     # Cutting bytes may split a character; "ignore" drops the partial one.
     kept = stem.encode()[:budget].decode(errors="ignore")

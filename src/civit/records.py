@@ -9,14 +9,19 @@ malformed into ``None`` rather than an exception. The untouched document is kept
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from civit.errors import IntegrityError, UsageError
+from civit.layout import safe_filename
 
 __all__ = [
+    "FILE_PREFERENCES",
     "HASH_ALGORITHMS",
+    "SCAN_PASSED",
     "File",
     "HashMatch",
     "Hashes",
@@ -25,6 +30,8 @@ __all__ = [
     "Version",
     "as_json",
     "parse_algorithms",
+    "preference_rank",
+    "with_variants",
 ]
 
 #: Civitai's hash types, in the order civit reports them; lower-case is civit's spelling.
@@ -181,9 +188,21 @@ class Hashes:
         return tuple(checked)
 
 
+#: Civitai's verdict for a file that passed a scan. The others are ``Pending`` (the
+#: default until a scanner has run), ``Danger`` and ``Error`` (``enum ScanResultCode``
+#: in civitai/civitai ``prisma/schema.prisma``).
+SCAN_PASSED = "Success"
+
+
 @dataclass(frozen=True)
 class File:
-    """One downloadable file of a version."""
+    """One downloadable file of a version.
+
+    ``pickle_scan`` and ``virus_scan`` are Civitai's scan verdicts as sent
+    (``Success``, ``Pending``, ``Danger``, ``Error``), ``None`` when the record has none.
+    ``variant`` is set when another file of the same version has the same name: it is
+    what tells this one apart (``full_fp32``), and :attr:`local_name` carries it.
+    """
 
     id: int
     name: str
@@ -197,15 +216,24 @@ class File:
     primary: bool = False
     version_id: int | None = None
     model_type: str | None = None
+    model_id: int | None = None
+    pickle_scan: str | None = None
+    virus_scan: str | None = None
+    variant: str | None = None
 
     @classmethod
     def from_json(
-        cls, data: object, *, version_id: int | None = None, model_type: str | None = None
+        cls,
+        data: object,
+        *,
+        version_id: int | None = None,
+        model_type: str | None = None,
+        model_id: int | None = None,
     ) -> File | None:
         """Parse one entry of ``files[]``; ``None`` if it has no usable id.
 
-        ``version_id`` and ``model_type`` come from the enclosing version, so a file
-        alone knows where it belongs.
+        ``version_id``, ``model_type`` and ``model_id`` come from the enclosing version,
+        so a file alone knows where it belongs.
         """
         doc = _mapping(data)
         file_id = _int(doc.get("id"))
@@ -225,12 +253,83 @@ class File:
             primary=doc.get("primary") is True,
             version_id=version_id,
             model_type=model_type,
+            model_id=model_id,
+            pickle_scan=_str(doc.get("pickleScanResult")),
+            virus_scan=_str(doc.get("virusScanResult")),
         )
 
     @property
     def approx_bytes(self) -> int | None:
         """Size from ``sizeKB`` (KiB, rounded): good for progress and disk checks only."""
         return round(self.size_kb * 1024) if self.size_kb is not None else None
+
+    @property
+    def local_name(self) -> str:
+        """The name civit saves the file under: Civitai's name made safe, with
+        ``_<variant>`` before the extension when the version has a same-named file."""
+        return safe_filename(self.name, variant=self.variant)
+
+
+#: Among files that fit a request, what is preferred, strongest first, as
+#: (what it is called, test). Civitai's own download endpoint prefers the same.
+FILE_PREFERENCES: tuple[tuple[str, Callable[[File], bool]], ...] = (
+    ("the primary file", lambda file: file.primary),
+    ("SafeTensor", lambda file: (file.format or "").lower() == "safetensor"),
+    ("pruned", lambda file: (file.size or "").lower() == "pruned"),
+    ("fp16", lambda file: (file.fp or "").lower() == "fp16"),
+)
+
+
+def preference_rank(file: File) -> tuple[bool, ...]:
+    """Sort key that puts preferred files first (:data:`FILE_PREFERENCES`)."""
+    # False sorts first, so each element says "lacks this preference".
+    return tuple(not prefers(file) for _, prefers in FILE_PREFERENCES)
+
+
+# What tells same-named files apart, in the order a variant tag names them.
+_VARIANT_TRAITS = ("size", "fp", "format", "type")
+
+
+def _tag_word(value: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "-", value.lower()).strip("-")
+
+
+def with_variants(files: Iterable[File]) -> tuple[File, ...]:
+    """``files`` with :attr:`File.variant` set wherever two files share a name.
+
+    Among files with one name (compared as a case-insensitive file system would),
+    the preferred one (:func:`preference_rank`, then Civitai's order) keeps the plain
+    name. Each other one is tagged with the traits where it differs from that one:
+    size, then precision, format and type (``full_fp32``, ``pruned_fp16``); a tag that
+    is empty, repeated, or would collide with another file's name gets the file id.
+    The tags depend only on the version's files, so every run names a file alike.
+    """
+    listed = tuple(files)
+    groups: dict[str, list[File]] = {}
+    for file in listed:
+        groups.setdefault(safe_filename(file.name).casefold(), []).append(file)
+    tags: dict[int, str] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        keeper = min(group, key=preference_rank)  # min() keeps the first of equals
+        for file in group:
+            if file is not keeper:
+                tags[file.id] = "_".join(
+                    _tag_word(value)
+                    for trait in _VARIANT_TRAITS
+                    if (value := getattr(file, trait))
+                    and value.lower() != (getattr(keeper, trait) or "").lower()
+                )
+    repeated = Counter(tags.values())
+    taken = set(groups)
+    for file_id, tag in tags.items():
+        unique = tag and repeated[tag] == 1
+        if unique:
+            name = safe_filename(next(f.name for f in listed if f.id == file_id), variant=tag)
+            unique = name.casefold() not in taken
+        tags[file_id] = tag if unique else f"{tag}_{file_id}".lstrip("_")
+    return tuple(replace(f, variant=tags[f.id]) if f.id in tags else f for f in listed)
 
 
 @dataclass(frozen=True)
@@ -264,14 +363,15 @@ class Version:
             return None
         model = _mapping(doc.get("model"))
         model_type = _str(model.get("type")) or (parent.type if parent else None)
+        model_id = _int(doc.get("modelId")) or (parent.id if parent else None)
         files = (
-            File.from_json(f, version_id=version_id, model_type=model_type)
+            File.from_json(f, version_id=version_id, model_type=model_type, model_id=model_id)
             for f in _list(doc.get("files"))
         )
         return cls(
             id=version_id,
             name=_str(doc.get("name")) or str(version_id),
-            model_id=_int(doc.get("modelId")) or (parent.id if parent else None),
+            model_id=model_id,
             model_name=_str(model.get("name")) or (parent.name if parent else None),
             model_type=model_type,
             base_model=_str(doc.get("baseModel")),
@@ -281,7 +381,7 @@ class Version:
             air=_str(doc.get("air")),
             early_access_ends_at=_str(doc.get("earlyAccessEndsAt")),
             trained_words=tuple(w for w in _list(doc.get("trainedWords")) if isinstance(w, str)),
-            files=tuple(f for f in files if f is not None),
+            files=with_variants(f for f in files if f is not None),
             raw=dict(doc),
         )
 

@@ -17,16 +17,17 @@ each described by :func:`describe_file`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from civit.errors import NotDownloadableError
+from civit.errors import NotDownloadableError, ScanRefusedError
 from civit.fsutil import human_bytes
-from civit.records import File, Model, Version
+from civit.records import FILE_PREFERENCES, SCAN_PASSED, File, Model, Version, preference_rank
 
 __all__ = [
     "FORMAT_ALIASES",
     "Selection",
+    "check_scans",
+    "code_warning",
     "describe_file",
     "explain_selection",
     "newest_version",
@@ -45,14 +46,6 @@ FORMAT_ALIASES = {
 }
 
 TRAINING_DATA = "Training Data"
-
-# Tie-breakers among matching files, strongest first: (what is preferred, test).
-_PREFERENCES: tuple[tuple[str, Callable[[File], bool]], ...] = (
-    ("the primary file", lambda file: file.primary),
-    ("SafeTensor", lambda file: (file.format or "").lower() == "safetensor"),
-    ("pruned", lambda file: (file.size or "").lower() == "pruned"),
-    ("fp16", lambda file: (file.fp or "").lower() == "fp16"),
-)
 
 
 @dataclass(frozen=True)
@@ -143,7 +136,7 @@ def explain_selection(
     matches = [f for f in version.files if _matches(f, wanted)]
     if not matches:
         raise _no_match(version, f"matches {shown}")
-    ranked = sorted(matches, key=_rank)  # sorted() is stable: ties keep Civitai's order
+    ranked = sorted(matches, key=preference_rank)  # sorted() is stable: ties keep Civitai's order
     chosen = ranked[0]
     reasons = [f"{len(matches)} of {len(version.files)} files match {shown}"]
     reasons += [_why_preferred(chosen, other) for other in ranked[1:]]
@@ -223,13 +216,57 @@ def _matches(file: File, wanted: dict[str, str]) -> bool:
     return all((getattr(file, key) or "").lower() == value.lower() for key, value in wanted.items())
 
 
-def _rank(file: File) -> tuple[bool, ...]:
-    # False sorts first, so each element says "lacks this preference".
-    return tuple(not prefers(file) for _, prefers in _PREFERENCES)
-
-
 def _why_preferred(chosen: File, other: File) -> str:
-    for preferred, prefers in _PREFERENCES:
+    for preferred, prefers in FILE_PREFERENCES:
         if prefers(chosen) != prefers(other):
             return f"over {other.id} {other.name}: {preferred} preferred"
     return f"over {other.id} {other.name}: listed first by Civitai"
+
+
+def check_scans(file: File, *, allow_unscanned: bool = False) -> None:
+    """Refuse a file Civitai's pickle or virus scan has not passed.
+
+    ``Danger``, ``Error``, ``Pending`` and any other verdict than ``Success`` are
+    refused: a pending file has not been looked at yet (scans usually finish within
+    minutes of an upload, so trying later is the fix). A record without scan fields
+    (mirrors, hand-made records) says nothing either way and is not refused.
+
+    Args:
+        file: the chosen file.
+        allow_unscanned: accept it anyway (``--allow-unscanned``).
+
+    Raises:
+        ScanRefusedError: a scan verdict other than ``Success`` (exit 4).
+    """
+    if allow_unscanned:
+        return
+    verdicts = (("pickle scan", file.pickle_scan), ("virus scan", file.virus_scan))
+    failed = [(scan, verdict) for scan, verdict in verdicts if verdict not in (None, SCAN_PASSED)]
+    if not failed:
+        return
+    said = " and ".join(f"its {scan} says {verdict}" for scan, verdict in failed)
+    pending = all(verdict.lower() == "pending" for _, verdict in failed)
+    raise ScanRefusedError(
+        f"refusing {file.name} (file {file.id}): {said}, not {SCAN_PASSED}",
+        scans=dict(failed),
+        hint=(
+            "Civitai has not scanned it yet; try again in a few minutes, or "
+            if pending
+            else "it may be unsafe; "
+        )
+        + "pass --allow-unscanned (allow_unscanned = true in civit.toml) to take it anyway",
+    )
+
+
+def code_warning(file: File) -> str | None:
+    """A one-line warning for pickle files (``.ckpt``/``.pt``): loading one can run code.
+
+    >>> code_warning(File(id=1, name="old.ckpt", format="PickleTensor")).split(":")[0]
+    'old.ckpt is a PickleTensor (pickle) file'
+    """
+    if (file.format or "").lower() != "pickletensor":
+        return None
+    return (
+        f"{file.name} is a PickleTensor (pickle) file: loading it can run code; "
+        "prefer a SafeTensor file when there is one"
+    )
