@@ -13,11 +13,18 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     retries = 5              # tries per request before giving up (env CIVIT_RETRIES)
     mirror = "http://cache.local/{sha256}"
     store = "~/models-store"
+    allow_unscanned = false  # accept files Civitai's scans have not passed
+
+Paths (here, in ``CIVIT_ROOT``/``CIVIT_STORE``, in flags and in manifests) go through
+:func:`expand_path`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
+platform, and so do ``/`` and ``\\``. In TOML, write Windows paths in single quotes
+(``root = 'C:\\Users\\me\\ComfyUI'``): inside double quotes a backslash starts an escape.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -33,7 +40,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["DEFAULT_BASE_URL", "Settings", "config_path", "load_settings"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "WINDOWS_PATH_HINT",
+    "Settings",
+    "config_path",
+    "expand_path",
+    "load_settings",
+    "path_setting",
+    "set_variable_hint",
+    "toml_error_hint",
+]
 
 DEFAULT_BASE_URL = "https://civitai.com"
 
@@ -46,6 +63,7 @@ ENVIRONMENT = {
     "mirror": ("CIVIT_MIRROR",),
     "store": ("CIVIT_STORE",),
     "retries": ("CIVIT_RETRIES",),
+    "allow_unscanned": ("CIVIT_ALLOW_UNSCANNED",),
 }
 
 
@@ -67,6 +85,7 @@ class Settings:
     retries: int = 5
     mirror: str | None = None
     store: Path | None = None
+    allow_unscanned: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -77,33 +96,155 @@ class Settings:
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
+WINDOWS_PATH_HINT = r"use single quotes for Windows paths: root = 'C:\Users\me\ComfyUI'"
+
+# %NAME% (cmd; names such as ProgramFiles(x86) included), ${NAME} and $NAME (shells).
+_VARIABLE = re.compile(
+    r"%(?P<cmd>[A-Za-z_][A-Za-z0-9_()]*)%|\$\{(?P<braced>[A-Za-z_]\w*)\}|\$(?P<bare>[A-Za-z_]\w*)"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def expand_path(value: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Path:
+    """A path as users type it, made real: variables and ``~`` expanded, on any platform.
+
+    ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` are replaced from ``environ`` (names
+    compared case-insensitively when the exact one is unset, as Windows does); unknown
+    variables stay as written. A leading ``~`` is the home folder (``$HOME``, else
+    ``%USERPROFILE%``): cmd and PowerShell pass ``~\\models`` to programs untouched.
+
+    >>> expand_path("%USERPROFILE%/ComfyUI", environ={"USERPROFILE": "/home/me"}).as_posix()
+    '/home/me/ComfyUI'
+    >>> expand_path("~/models", environ={"HOME": "/home/me"}).as_posix()
+    '/home/me/models'
+
+    Args:
+        value: the path as written.
+        environ: the environment (default: ``os.environ``).
+
+    Returns:
+        The expanded path.
+    """
+    environ = os.environ if environ is None else environ
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group("cmd") or match.group("braced") or match.group("bare")
+        found = environ.get(name)
+        if found is None:
+            found = next((v for k, v in environ.items() if k.upper() == name.upper()), None)
+        return match.group(0) if found is None else found
+
+    text = _VARIABLE.sub(variable, os.fspath(value))
+    if text == "~" or text.startswith(("~/", "~\\")):
+        home = environ.get("HOME") or environ.get("USERPROFILE") or str(Path.home())
+        text = home + text[1:]
+    return Path(text).expanduser()
+
+
+def path_setting(value: str, *, environ: Mapping[str, str] | None = None) -> Path:
+    """A path written in a config file, a manifest or a variable such as ``CIVIT_ROOT``.
+
+    Expanded like :func:`expand_path`; backslashes separate folders on every platform
+    (a manifest written on Windows works in Linux CI), and a control character — the
+    trace of a Windows path in a double-quoted TOML string, where ``"C:\\temp"`` reads
+    as a tab — is an error that says to use single quotes.
+
+    >>> path_setting("models\\\\loras", environ={}).as_posix()
+    'models/loras'
+
+    Raises:
+        UsageError: the path holds a control character.
+    """
+    if _CONTROL.search(value):
+        raise UsageError(
+            f"path {value!r} contains a control character (a backslash escape?)",
+            hint=WINDOWS_PATH_HINT,
+        )
+    if sys.platform != "win32":
+        value = value.replace("\\", "/")
+    return expand_path(value, environ=environ)
+
+
+def toml_error_hint(error: Exception) -> str | None:
+    """The hint for a TOML parse error that looks like an unquoted Windows path.
+
+    ``root = "C:\\Users\\me"`` fails with "Invalid hex value" (``\\U`` starts an
+    escape) and ``"D:\\AI"`` with "Unescaped '\\'": both mean "use single quotes".
+    """
+    text = str(error)
+    if "Invalid hex value" in text or "Unescaped '\\'" in text or "escape" in text.lower():
+        return WINDOWS_PATH_HINT
+    return None
+
+
+def set_variable_hint(name: str, value: str = "...", *, platform: str | None = None) -> str:
+    """How to set an environment variable in the user's shell, for hints.
+
+    >>> set_variable_hint("CIVITAI_API_TOKEN", platform="linux")
+    '`export CIVITAI_API_TOKEN=...`'
+    >>> set_variable_hint("CIVITAI_API_TOKEN", platform="win32")
+    '`set CIVITAI_API_TOKEN=...` (cmd) or `$env:CIVITAI_API_TOKEN="..."` (PowerShell)'
+
+    Args:
+        name: the variable.
+        value: the placeholder shown for its value.
+        platform: a ``sys.platform`` value (default: this machine's).
+    """
+    if (platform or sys.platform) == "win32":
+        return f'`set {name}={value}` (cmd) or `$env:{name}="{value}"` (PowerShell)'
+    return f"`export {name}={value}`"
+
+
 def config_path() -> Path:
     """Where the config file lives (it may not exist)."""
     override = os.environ.get("CIVIT_CONFIG")
     if override:
-        return Path(override).expanduser()
+        return expand_path(override)
     return Path(platformdirs.user_config_dir("civit")) / "config.toml"
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")
 
 
 _CONVERTERS: dict[str, Any] = {
     "base_url": lambda v: str(v).rstrip("/"),
     "token": lambda v: str(v).strip() or None,
-    "root": lambda v: Path(str(v)).expanduser(),
+    "root": path_setting,
     "layout": str,
     "connections": int,
     "jobs": int,
     "stall_timeout": float,
     "retries": int,
     "mirror": str,
-    "store": lambda v: Path(str(v)).expanduser(),
+    "store": path_setting,
+    "allow_unscanned": _flag,
 }
 
 
-def _convert(name: str, value: object, source: str) -> object:
+# Settings that are paths: expanded with the environment load_settings() was given.
+_PATHS = frozenset({"root", "store"})
+
+
+def _convert(
+    name: str, value: object, source: str, environ: Mapping[str, str] | None = None
+) -> object:
     try:
-        converted = _CONVERTERS[name](value)
+        if name in _PATHS:
+            converted: Any = path_setting(str(value), environ=environ)
+        else:
+            converted = _CONVERTERS[name](value)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid value {value!r} for {name} ({source})") from exc
+    except UsageError as exc:
+        raise UsageError(f"{name} ({source}): {exc.message}", hint=exc.hint) from exc
     if name in ("connections", "jobs", "retries") and converted < 1:
         raise UsageError(f"{name} must be at least 1, got {value!r} ({source})")
     return converted
@@ -115,7 +256,11 @@ def _read_file(path: Path) -> dict[str, object]:
             data = tomllib.load(handle)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(
+            f"cannot read config file {path}: {exc}", hint=toml_error_hint(exc)
+        ) from exc
+    except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
     unknown = sorted(set(data) - set(_CONVERTERS))
     if unknown:
@@ -144,16 +289,16 @@ def load_settings(
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
     for name, value in _read_file(path).items():
-        values[name] = _convert(name, value, f"config file {path}")
+        values[name] = _convert(name, value, f"config file {path}", environ)
         sources[name] = f"config {path}"
     for name, variables in ENVIRONMENT.items():
         for variable in variables:
             if environ.get(variable):
-                values[name] = _convert(name, environ[variable], f"${variable}")
+                values[name] = _convert(name, environ[variable], f"${variable}", environ)
                 sources[name] = f"env {variable}"
                 break
     for name, value in (overrides or {}).items():
         if value is not None:
-            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+            values[name] = _convert(name, value, f"--{name.replace('_', '-')}", environ)
             sources[name] = "command line"
     return replace(Settings(), **values, sources=sources)  # type: ignore[arg-type]

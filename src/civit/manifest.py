@@ -17,19 +17,27 @@ Manifest (``civit.toml``)::
     connections = 8           # connections per file
     store = "~/.cache/civit-store"            # content-addressed store (hardlinks)
     mirror = "http://cache.local/{sha256}"    # tried before Civitai
+    overwrite = false         # replace files civit did not put there (default: refuse)
+    allow_unscanned = false   # accept files Civitai's scans have not passed
 
     [[model]]
     ref = "827184"            # anything `civit get` accepts: id, id@version, URL, AIR, hash
     fp = "fp16"               # optional file selection: type, format, fp, size
     dest = "models/loras/style"   # optional: relative to root (else to this file)
     name = "wai.safetensors"      # optional: save under this name
+    overwrite = true              # optional: replace whatever file is at its path
+    allow_unscanned = true        # optional: accept it although a scan did not pass
+
+Paths (``root``, ``dest``, ``store``) expand ``~`` and environment variables and take
+``/`` or ``\\`` (:func:`civit.config.path_setting`); write Windows paths in single quotes.
 
 Lock (``civit.lock``): ``version``, ``manifest_hash`` and one ``[[file]]`` per entry, in
 manifest order, keys in a fixed order (see :class:`LockedFile`). ``manifest_hash`` is
 the SHA256 of the manifest's *meaning* for resolution — its ``[[model]]`` entries and
-the ``root``/``layout``/``dest`` settings, as canonical JSON — so comments, whitespace,
-key order and the tuning settings (``jobs``, ``connections``, ``store``, ``mirror``) can
-change without making the lock stale. The lock never holds a token or a link.
+the ``root``/``layout``/``dest``/``allow_unscanned`` settings, as canonical JSON — so
+comments, whitespace, key order, the tuning settings (``jobs``, ``connections``,
+``store``, ``mirror``) and ``overwrite`` can change without making the lock stale. The
+lock never holds a token or a link.
 
 Sizes: Civitai only publishes ``sizeKB`` (rounded KiB), kept as ``size_kb``. ``size``
 holds the exact byte count once civit has seen the verified file (after ``civit install``,
@@ -53,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from civit.config import expand_path, path_setting, toml_error_hint
 from civit.errors import ManifestError, UsageError
 from civit.layout import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
@@ -76,10 +85,32 @@ __all__ = [
 ]
 
 
-_SETTINGS_KEYS = ("root", "layout", "dest", "connections", "jobs", "store", "mirror")
-_ENTRY_KEYS = ("ref", "type", "format", "fp", "size", "dest", "name")
+_SETTINGS_KEYS = (
+    "root",
+    "layout",
+    "dest",
+    "connections",
+    "jobs",
+    "store",
+    "mirror",
+    "overwrite",
+    "allow_unscanned",
+)
+_ENTRY_KEYS = (
+    "ref",
+    "type",
+    "format",
+    "fp",
+    "size",
+    "dest",
+    "name",
+    "overwrite",
+    "allow_unscanned",
+)
 # The settings that decide what resolves and where it lands; the rest only tune runs.
-_RESOLUTION_SETTINGS = ("root", "layout", "dest")
+_RESOLUTION_SETTINGS = ("root", "layout", "dest", "allow_unscanned")
+# Entry keys that only say how to install, not what: they do not stale the lock.
+_INSTALL_ONLY_KEYS = frozenset({"overwrite"})
 _MIRROR_FIELDS = frozenset({"sha256", "SHA256", "name"})
 _SIZES = ("pruned", "full")
 
@@ -98,6 +129,8 @@ class ManifestSettings:
     jobs: int | None = None
     store: Path | None = None
     mirror: str | None = None
+    overwrite: bool = False
+    allow_unscanned: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +152,8 @@ class ModelEntry:
     size: str | None = None
     dest: Path | None = None
     name: str | None = None
+    overwrite: bool = False
+    allow_unscanned: bool = False
 
     @property
     def label(self) -> str:
@@ -201,10 +236,20 @@ def _count(table: Mapping[str, Any], key: str, where: _Where, maximum: int) -> i
     return value
 
 
-def _path(base: Path, text: str | None) -> Path | None:
+def _flag(table: Mapping[str, Any], key: str, where: _Where) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise where.error(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _path(base: Path, text: str | None, key: str, where: _Where) -> Path | None:
     if text is None:
         return None
-    return base / Path(text).expanduser()
+    try:
+        return base / path_setting(text)
+    except UsageError as exc:
+        raise where.error(f"{key}: {exc.message}", hint=exc.hint) from exc
 
 
 def check_mirror_template(template: str) -> str:
@@ -251,9 +296,15 @@ def mirror_url(template: str, *, sha256: str, name: str) -> str:
 
 def _content_hash(document: Mapping[str, Any]) -> str:
     settings = document.get("settings", {})
+    models = document.get("model", [])
     meaning = {
         "settings": {key: settings[key] for key in _RESOLUTION_SETTINGS if key in settings},
-        "model": document.get("model", []),
+        "model": [
+            {k: v for k, v in m.items() if k not in _INSTALL_ONLY_KEYS}
+            if isinstance(m, dict)
+            else m
+            for m in (models if isinstance(models, list) else [models])
+        ],
     }
     canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
@@ -277,13 +328,15 @@ def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> Manif
             raise where.error(exc.message, hint=exc.hint) from exc
     folder = path.parent
     return ManifestSettings(
-        root=_path(folder, _text(table, "root", where)),
+        root=_path(folder, _text(table, "root", where), "root", where),
         layout=layout,
-        dest=_path(folder, _text(table, "dest", where)),
+        dest=_path(folder, _text(table, "dest", where), "dest", where),
         connections=_count(table, "connections", where, 32),
         jobs=_count(table, "jobs", where, 64),
-        store=_path(folder, _text(table, "store", where)),
+        store=_path(folder, _text(table, "store", where), "store", where),
         mirror=mirror,
+        overwrite=_flag(table, "overwrite", where),
+        allow_unscanned=_flag(table, "allow_unscanned", where),
     )
 
 
@@ -319,8 +372,10 @@ def _parse_entry(
         format=_text(table, "format", where),
         fp=_text(table, "fp", where),
         size=size,
-        dest=_path(settings.root or path.parent, _text(table, "dest", where)),
+        dest=_path(settings.root or path.parent, _text(table, "dest", where), "dest", where),
         name=name,
+        overwrite=_flag(table, "overwrite", where),
+        allow_unscanned=_flag(table, "allow_unscanned", where),
     )
 
 
@@ -337,7 +392,7 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
         ManifestError: missing or unreadable file, bad TOML, unknown keys or bad values;
             the message names the file, line and entry.
     """
-    manifest_path = Path(path).expanduser().absolute()
+    manifest_path = expand_path(path).absolute()
     try:
         text = manifest_path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -350,7 +405,9 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{manifest_path}: invalid TOML: {exc}") from exc
+        raise ManifestError(
+            f"{manifest_path}: invalid TOML: {exc}", hint=toml_error_hint(exc)
+        ) from exc
     _check_keys(document, ("settings", "model"), _Where(manifest_path, None, "top level"))
     settings = _parse_settings(document, manifest_path, text)
     models = document.get("model", [])

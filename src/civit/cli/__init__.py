@@ -23,7 +23,7 @@ from civit.cli.app import cli
 from civit.cli.browse import info, search
 from civit.cli.fetching import get
 from civit.cli.local_files import hash_command, identify_command, verify_command
-from civit.cli.output import say
+from civit.cli.output import prepare_console, say
 from civit.cli.projects import install_command, lock_command
 from civit.cli.settings import config
 from civit.errors import CivitError
@@ -46,6 +46,7 @@ for _command in (
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run ``civit`` and exit with its documented code."""
+    prepare_console()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args or "--verbose" in args
     try:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 
 from civit._version import VERSION
 from civit.api import Client
-from civit.config import Settings, load_settings
+from civit.config import Settings, expand_path, load_settings
 from civit.refs import pasted_token
 
 
@@ -55,6 +57,26 @@ class App:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+class ExpandedPath(click.Path):
+    """A path argument with ``~`` and ``%VAR%``/``$VAR`` expanded: cmd and PowerShell
+    pass ``~\\models`` through untouched, so civit expands it (never a folder named ``~``).
+
+    With ``literal_first``, a path that exists as typed is kept as it is (a local file
+    may really be named ``$x`` or ``~``); options always expand.
+    """
+
+    def __init__(self, *args: Any, literal_first: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.literal_first = literal_first
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, os.PathLike)) and not (
+            self.literal_first and os.path.lexists(value)
+        ):
+            value = expand_path(value)
+        return super().convert(value, param, ctx)
 
 
 @click.group(

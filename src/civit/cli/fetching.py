@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from civit.cli.app import App, json_option, pass_app
+from civit.cli.app import App, ExpandedPath, json_option, pass_app
 from civit.cli.output import ProgressBars, echo_json, say
 from civit.config import Settings
 from civit.downloader import DownloadResult, download, plan_target
@@ -46,7 +46,7 @@ def choose_destination(
 @click.argument("refs", nargs=-1, required=True, metavar="REF...|FILE...")
 @click.option(
     "--root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=ExpandedPath(file_okay=False, path_type=Path),
     help="WebUI install folder; files go to the folder its layout uses for their type.",
 )
 @click.option(
@@ -56,7 +56,7 @@ def choose_destination(
 )
 @click.option(
     "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=ExpandedPath(file_okay=False, path_type=Path),
     help="Plain destination folder (instead of --root).",
 )
 @click.option("--type", "file_type", metavar="TYPE", help="File type, e.g. Model, VAE.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from civit.cli.app import App, json_option, pass_app
+from civit.cli.app import App, ExpandedPath, json_option, pass_app
 from civit.cli.output import ByteBar, count_files, echo, echo_json, say
 from civit.downloader import write_info_sidecar
 from civit.hashing import (
@@ -50,7 +50,9 @@ def _warn_about_empty_folders(paths: Sequence[Path], files: Sequence[Path]) -> N
 
 
 @click.command("hash")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
+)
 @click.option(
     "--algo",
     "algorithms",
@@ -132,7 +134,9 @@ def render_identification(found: Identification) -> list[str]:
 
 
 @click.command("identify")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
+)
 @click.option(
     "--write-info",
     is_flag=True,
@@ -181,11 +185,11 @@ VERIFY_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "unknown": "unknown", "erro
 
 
 @click.command("verify")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=ExpandedPath(path_type=Path, literal_first=True))
 @click.option(
     "--lock",
     "lock_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ExpandedPath(dir_okay=False, path_type=Path),
     help="Compare with this civit.lock, offline. Without PATHs: every file it names.",
 )
 @click.option("--no-cache", is_flag=True, help="Re-read every byte (finds silent disk damage).")

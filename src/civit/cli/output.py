@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import click
 from tqdm import tqdm
@@ -38,13 +41,40 @@ def echo(text: str) -> None:
     click.echo(printable(text))
 
 
+def writes_unicode(stream: TextIO) -> bool:
+    """Whether ``stream`` can encode every character (UTF-8/16/32)."""
+    try:
+        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name.startswith("utf")
+    except LookupError:
+        return False
+
+
+def prepare_console() -> None:
+    """Make stdout and stderr replace what their encoding cannot write, never crash.
+
+    Windows writes pipes and files in the ANSI code page (cp1252 and the like), which
+    has no Japanese and no emoji; printing a model name with those raised
+    ``UnicodeEncodeError``. A stream that writes UTF-8 (terminals, UTF-8 mode,
+    ``PYTHONIOENCODING=utf-8``) is left as it is; any other keeps its encoding and
+    shows ``?`` for what it lacks. JSON stays lossless: :func:`echo_json` escapes.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None or writes_unicode(stream):
+            continue
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a closed or odd stream
+                reconfigure(errors="replace")
+
+
 def echo_json(document: object) -> None:
     """Print one JSON document on stdout.
 
     The data stay exact: characters a terminal would act on are written as ``\\uXXXX``
-    escapes, which every JSON reader turns back into the same string.
+    escapes, which every JSON reader turns back into the same string; so is every
+    non-ASCII character when stdout cannot encode it (a cp1252 pipe on Windows).
     """
-    text = json.dumps(document, indent=2, ensure_ascii=False)
+    text = json.dumps(document, indent=2, ensure_ascii=not writes_unicode(sys.stdout))
     click.echo(_JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from civit.cli.app import App, pass_app
+from civit.cli.app import App, ExpandedPath, pass_app
 from civit.cli.output import TotalBar, count_files, say
 from civit.fsutil import atomic_write, human_bytes
 from civit.installer import EntryResult
@@ -20,7 +20,7 @@ manifest_option = click.option(
     "-f",
     "--file",
     "manifest_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ExpandedPath(dir_okay=False, path_type=Path),
     default=Path("civit.toml"),
     show_default=True,
     help="The manifest; its lock is beside it (civit.toml -> civit.lock).",
@@ -90,7 +90,7 @@ def describe_entry(result: EntryResult) -> str:
 @click.option("--connections", type=click.IntRange(1, 32), help="Connections per file.")
 @click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=ExpandedPath(file_okay=False, path_type=Path),
     help="Content-addressed store; files are hardlinked from it (env CIVIT_STORE).",
 )
 @click.option(
@@ -100,7 +100,7 @@ def describe_entry(result: EntryResult) -> str:
 )
 @click.option(
     "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ExpandedPath(dir_okay=False, path_type=Path),
     help="Write a JSON report: per entry status, path, bytes, seconds, digests.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
