@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from civit._version import VERSION
-from civit.config import Settings, load_settings
+from civit.config import Settings, load_settings, set_variable_hint
 from civit.errors import (
     AuthError,
     EarlyAccessError,
@@ -46,7 +46,7 @@ USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
 
 TOKEN_HINT = (
     "create an API key at https://civitai.com/user/account (API Keys) and set it with "
-    "`export CIVITAI_API_TOKEN=...` or pass --token"
+    f"{set_variable_hint('CIVITAI_API_TOKEN')} or pass --token"
 )
 
 #: Filters of GET /api/v1/models, Python name -> API name.

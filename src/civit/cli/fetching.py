@@ -100,7 +100,7 @@ def get(
 
     Resumes interrupted downloads (run the same command again), uses parallel
     connections for big files, and never leaves a corrupt or HTML file behind.
-    Downloads need an API token: export CIVITAI_API_TOKEN=...
+    Downloads need an API token: set CIVITAI_API_TOKEN (or pass --token).
 
     \b
     Examples:
