@@ -38,6 +38,7 @@ from civit.errors import (
 )
 from civit.records import HashMatch, Model, ModelPage, Version
 from civit.refs import Ref
+from civit.responses import ACCEPT_ENCODING, read_bounded, too_large
 from civit.select import newest_version
 
 __all__ = ["USER_AGENT", "Client", "DownloadLink", "RetryPolicy", "is_html"]
@@ -74,6 +75,11 @@ MODEL_FILTERS = {
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 BY_HASH_BATCH = 10_000
+#: Error answers, redirects and the download endpoint's answers are read only this far:
+#: their first lines say everything, and a file sent instead of a redirect is refused.
+SHORT_ANSWER_LIMIT = 16 * 1024
+#: Seconds an API answer may take from request to last byte (a trickle ends there).
+DEFAULT_DEADLINE = 120.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def _error_text(response: httpx.Response) -> tuple[str, dict[str, Any]]:
     """The ``error``/``message`` of a JSON error body, or a short plain-text excerpt."""
     try:
         body = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     if isinstance(body, dict):
         parts = [str(body[k]) for k in ("error", "message") if isinstance(body.get(k), str)]
@@ -181,6 +187,10 @@ class Client:
         settings: merged settings; read from the environment and config when omitted.
         timeout: connect/read timeout in seconds for API calls.
         retry: retry policy for transient failures.
+        deadline: seconds one API answer may take, first byte to last; a slower one
+            (a trickle) is a :class:`NetworkError`.
+        max_answer_bytes: the largest API answer read (after decompression); default
+            from ``settings`` (``max_api_response_mb``, 64 MiB).
     """
 
     def __init__(
@@ -191,8 +201,12 @@ class Client:
         settings: Settings | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_answer_bytes: int | None = None,
     ) -> None:
         settings = settings or load_settings()
+        self.deadline = deadline
+        self.max_answer_bytes = max_answer_bytes or settings.max_api_response_mb * 1024 * 1024
         self.base_url = (base_url or settings.base_url).rstrip("/")
         self._token = token if token is not None else settings.token
         self.retry = retry or RetryPolicy(attempts=settings.retries)
@@ -201,7 +215,11 @@ class Client:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=False,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 
@@ -236,26 +254,26 @@ class Client:
         params: list[tuple[str, str]] | None = None,
         json_body: object = None,
         retry_bare_429: bool = True,
+        short_answer: bool = False,
     ) -> httpx.Response:
         """Send with retries; return the first non-retryable or the last response.
 
         ``retry_bare_429=False`` treats a 429 without ``Retry-After`` as final: on the
         download endpoint that is the daily download cap, which no wait fixes.
+        ``short_answer=True`` reads at most :data:`SHORT_ANSWER_LIMIT` of any answer.
 
         Raises:
-            NetworkError: the connection failed on every try.
+            NetworkError: the connection failed on every try, or an answer missed the
+                deadline.
+            ResponseError: a success answer larger than :attr:`max_answer_bytes`.
         """
         last_response: httpx.Response | None = None
         problem = ""
         for attempt in range(self.retry.attempts):
             retry_after = None
             try:
-                response = self._http.request(
-                    method,
-                    url,
-                    params=httpx.QueryParams(tuple(params or ())),
-                    json=json_body,
-                    headers=self._headers_for(url),
+                response = self._request(
+                    method, url, params=params, json_body=json_body, short_answer=short_answer
                 )
             except httpx.TransportError as exc:
                 last_response = None
@@ -280,6 +298,33 @@ class Client:
             url=url,
             hint="check your connection and run the command again",
         )
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: list[tuple[str, str]] | None,
+        json_body: object,
+        short_answer: bool,
+    ) -> httpx.Response:
+        """One request, its answer read within :attr:`deadline` and the size limits."""
+        deadline = time.monotonic() + self.deadline
+        request = self._http.build_request(
+            method,
+            url,
+            params=httpx.QueryParams(tuple(params or ())),
+            json=json_body,
+            headers=self._headers_for(url),
+        )
+        streamed = self._http.send(request, stream=True)
+        short = short_answer or streamed.status_code >= 300
+        limit = SHORT_ANSWER_LIMIT if short else self.max_answer_bytes
+        what = f"the answer from {redact_url(url)}"
+        body = read_bounded(streamed, limit=limit, deadline=deadline, what=what)
+        if body.truncated and not short:
+            raise too_large(what, limit, url)
+        return body.response
 
     def _raise_for_status(self, response: httpx.Response, what: str) -> None:
         status = response.status_code
@@ -330,7 +375,7 @@ class Client:
             )
         try:
             return response.json()
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
             raise ResponseError(
                 f"Civitai sent malformed JSON for {what}",
                 url=str(response.request.url),
@@ -477,7 +522,7 @@ class Client:
         what = what or f"the download of version {version_id}"
         params = [("fileId", str(file_id))] if file_id is not None else None
         url = f"{self.base_url}/api/download/models/{version_id}"
-        response = self._send("GET", url, params=params, retry_bare_429=False)
+        response = self._send("GET", url, params=params, retry_bare_429=False, short_answer=True)
         if response.is_redirect and response.headers.get("location"):
             location = str(response.url.join(response.headers["location"]))
             if _origin(location) == _origin(self.base_url) and "login" in location.lower():

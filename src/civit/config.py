@@ -11,6 +11,7 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     jobs = 4
     stall_timeout = 30
     retries = 5              # tries per request before giving up (env CIVIT_RETRIES)
+    max_api_response_mb = 64  # the largest API answer civit reads (after decompression)
     mirror = "http://cache.local/{sha256}"
     store = "~/models-store"
     allow_unscanned = false  # accept files Civitai's scans have not passed
@@ -83,6 +84,7 @@ class Settings:
     jobs: int = 4
     stall_timeout: float = 30.0
     retries: int = 5
+    max_api_response_mb: int = 64
     mirror: str | None = None
     store: Path | None = None
     allow_unscanned: bool = False
@@ -223,6 +225,7 @@ _CONVERTERS: dict[str, Any] = {
     "jobs": int,
     "stall_timeout": float,
     "retries": int,
+    "max_api_response_mb": int,
     "mirror": str,
     "store": path_setting,
     "allow_unscanned": _flag,
@@ -245,7 +248,7 @@ def _convert(
         raise UsageError(f"invalid value {value!r} for {name} ({source})") from exc
     except UsageError as exc:
         raise UsageError(f"{name} ({source}): {exc.message}", hint=exc.hint) from exc
-    if name in ("connections", "jobs", "retries") and converted < 1:
+    if name in ("connections", "jobs", "retries", "max_api_response_mb") and converted < 1:
         raise UsageError(f"{name} must be at least 1, got {value!r} ({source})")
     return converted
 

@@ -9,6 +9,7 @@ malformed into ``None`` rather than an exception. The untouched document is kept
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -60,17 +61,15 @@ def _int(value: object) -> int | None:
     return None
 
 
-def _float(value: object) -> float | None:
+def _size(value: object) -> float | None:
+    """A non-negative finite number (JSON may say ``Infinity``, ``NaN`` or ``1e400``)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else None
+    except (ValueError, OverflowError):  # not a number; an int too large for a float
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
 
 def _bool(value: object) -> bool | None:
@@ -244,7 +243,7 @@ class File:
             id=file_id,
             name=_str(doc.get("name")) or f"file-{file_id}",
             type=_str(doc.get("type")),
-            size_kb=_float(doc.get("sizeKB")),
+            size_kb=_size(doc.get("sizeKB")),
             format=_str(metadata.get("format")),
             fp=_str(metadata.get("fp")),
             size=_str(metadata.get("size")),

@@ -39,6 +39,7 @@ def config_show(app: App, as_json: bool) -> int:
         "jobs": settings.jobs,
         "stall_timeout": settings.stall_timeout,
         "retries": settings.retries,
+        "max_api_response_mb": settings.max_api_response_mb,
         "mirror": settings.mirror,
         "store": str(settings.store) if settings.store else None,
     }
