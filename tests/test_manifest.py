@@ -313,7 +313,7 @@ def test_lock_then_frozen_install_then_a_no_op(civit_cli, fake: FakeCivitai, pro
     toml = str(manifest.path)
     locked = civit_cli("lock", "-f", toml)
     assert locked.code == 0, locked.err
-    assert "wrote" in locked.err and "+ 328553: version 368189" in locked.err
+    assert "wrote" in locked.err and "+ 328553: Detail Tweaker XL v1.0 (#368189)" in locked.err
 
     fake.clear_log()
     first = civit_cli("install", "-f", toml, "--frozen", "--jobs", "3")
@@ -348,7 +348,8 @@ def test_lock_command_reports_changes_and_upgrades(civit_cli, project: Path) -> 
     older = dataclasses.replace(lock.files[0], version_id=2300001, file_id=2300101)
     write_lock(dataclasses.replace(lock, files=(older,)), manifest.lock_path)
     upgraded = civit_cli("lock", "-f", str(manifest.path), "--upgrade")
-    assert "~ 827184: version 2300001 -> 2514310 (file 2402203)" in upgraded.err
+    names = "~ 827184: WAI-illustrious-SDXL v15.0 (#2300001) -> v16.0 (#2514310), file 2402203"
+    assert names in upgraded.err
     both = civit_cli("install", "-f", str(manifest.path), "--frozen", "--upgrade")
     assert both.code == 2 and "cannot --upgrade" in both.err
 

@@ -48,6 +48,7 @@ from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
 from civit.refs import Ref, parse_ref
 from civit.resolution import lock
 from civit.select import Selection, explain_selection, newest_version, select_file
+from civit.updates import UpdateCheck, outdated
 
 __all__ = [
     "AuthError",
@@ -87,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "Selection",
     "Settings",
+    "UpdateCheck",
     "UsageError",
     "Version",
     "__version__",
@@ -103,6 +105,7 @@ __all__ = [
     "load_settings",
     "lock",
     "newest_version",
+    "outdated",
     "parse_ref",
     "plan_target",
     "resources_from_image",

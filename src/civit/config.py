@@ -16,6 +16,9 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     store = "~/models-store"
     allow_unscanned = false  # accept files Civitai's scans have not passed
 
+    [outdated]
+    ignore = [4201, 12345]   # model ids `civit outdated` never reports
+
 Paths (here, in ``CIVIT_ROOT``/``CIVIT_STORE``, in flags and in manifests) go through
 :func:`expand_path`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
 platform, and so do ``/`` and ``\\``. In TOML, write Windows paths in single quotes
@@ -48,6 +51,7 @@ __all__ = [
     "config_path",
     "expand_path",
     "load_settings",
+    "outdated_ignore",
     "path_setting",
     "set_variable_hint",
     "toml_error_hint",
@@ -88,6 +92,7 @@ class Settings:
     mirror: str | None = None
     store: Path | None = None
     allow_unscanned: bool = False
+    outdated_ignore: tuple[int, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -229,6 +234,7 @@ _CONVERTERS: dict[str, Any] = {
     "mirror": str,
     "store": path_setting,
     "allow_unscanned": _flag,
+    "outdated_ignore": tuple,  # from the [outdated] table (see _read_file)
 }
 
 
@@ -265,13 +271,39 @@ def _read_file(path: Path) -> dict[str, object]:
         ) from exc
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
-    unknown = sorted(set(data) - set(_CONVERTERS))
+    known = [name for name in _CONVERTERS if name != "outdated_ignore"] + ["outdated"]
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise UsageError(
-            f"unknown setting {', '.join(unknown)} in {path}; "
-            f"known settings: {', '.join(_CONVERTERS)}"
+            f"unknown setting {', '.join(unknown)} in {path}; known settings: {', '.join(known)}"
         )
-    return dict(data)
+    settings = dict(data)
+    if "outdated" in settings:
+        settings["outdated_ignore"] = outdated_ignore(settings.pop("outdated"), str(path))
+    return settings
+
+
+def outdated_ignore(table: object, where: str) -> tuple[int, ...]:
+    """The model ids of an ``[outdated]`` table (``ignore = [4201, 12345]``).
+
+    Args:
+        table: the table as TOML parsed it.
+        where: the file, for messages.
+
+    Returns:
+        The ids, in the order given.
+
+    Raises:
+        UsageError: not a table with one ``ignore`` list of model ids.
+    """
+    ids = table.get("ignore", []) if isinstance(table, dict) else None
+    if not isinstance(table, dict) or set(table) - {"ignore"}:
+        raise UsageError(f"{where}: [outdated] takes one key: ignore = [model ids]")
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids
+    ):
+        raise UsageError(f"{where}: [outdated] ignore must be a list of model ids, not {ids!r}")
+    return tuple(ids)
 
 
 def load_settings(

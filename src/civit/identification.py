@@ -208,6 +208,7 @@ def identify_files(
     client: Client | None = None,
     cache: CacheOption = None,
     progress: ProgressCallback | None = None,
+    details: bool = True,
 ) -> list[Identification]:
     """Identify many files with one hash lookup for all of them.
 
@@ -218,6 +219,8 @@ def identify_files(
         cache: ``None`` for the user's hash cache, ``False`` to read every byte,
             or a :class:`HashCache` (see :data:`CacheOption`).
         progress: ``progress(done, total)`` in bytes while hashing.
+        details: also fetch each version's record (``False``: only the ids, from the
+            one hash lookup; ``version`` stays ``None``).
 
     Returns:
         One :class:`Identification` per file, in order; unreadable files have
@@ -228,7 +231,9 @@ def identify_files(
             client's retries, which wait out ``Retry-After``).
     """
     with opened_cache(cache) as hashes:
-        return _identify(model_files(paths), client=client, cache=hashes, progress=progress)
+        return _identify(
+            model_files(paths), client=client, cache=hashes, progress=progress, details=details
+        )
 
 
 def _identify(
@@ -237,6 +242,7 @@ def _identify(
     client: Client | None,
     cache: HashCache,
     progress: ProgressCallback | None,
+    details: bool = True,
 ) -> list[Identification]:
     counter = _Bytes(progress, files)
     hashed: list[tuple[Path, str | CivitError]] = []
@@ -255,7 +261,7 @@ def _identify(
         with _api(client) as api:
             matches = _look_up(api, sha256s)
             wanted = dict.fromkeys(match.version_id for match in matches.values())
-            versions = _fetch_versions(api, list(wanted))
+            versions = _fetch_versions(api, list(wanted)) if details else {}
     results = []
     for path, digest in hashed:
         if isinstance(digest, CivitError):

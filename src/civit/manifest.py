@@ -28,6 +28,9 @@ Manifest (``civit.toml``)::
     overwrite = true              # optional: replace whatever file is at its path
     allow_unscanned = true        # optional: accept it although a scan did not pass
 
+    [outdated]                # optional: for `civit outdated`, not for resolution
+    ignore = [4201]           # model ids never reported as outdated
+
 Paths (``root``, ``dest``, ``store``) expand ``~`` and environment variables and take
 ``/`` or ``\\`` (:func:`civit.config.path_setting`); write Windows paths in single quotes.
 
@@ -61,7 +64,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from civit.config import expand_path, path_setting, toml_error_hint
+from civit.config import expand_path, outdated_ignore, path_setting, toml_error_hint
 from civit.errors import ManifestError, UsageError
 from civit.layout import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
@@ -169,6 +172,7 @@ class Manifest:
     settings: ManifestSettings
     entries: tuple[ModelEntry, ...]
     content_hash: str
+    outdated_ignore: tuple[int, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -408,8 +412,14 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
         raise ManifestError(
             f"{manifest_path}: invalid TOML: {exc}", hint=toml_error_hint(exc)
         ) from exc
-    _check_keys(document, ("settings", "model"), _Where(manifest_path, None, "top level"))
+    _check_keys(
+        document, ("settings", "model", "outdated"), _Where(manifest_path, None, "top level")
+    )
     settings = _parse_settings(document, manifest_path, text)
+    try:
+        ignore = outdated_ignore(document.get("outdated", {}), str(manifest_path))
+    except UsageError as exc:
+        raise ManifestError(exc.message) from exc
     models = document.get("model", [])
     if not isinstance(models, list):
         raise ManifestError(f"{manifest_path}: model must be an array of [[model]] tables")
@@ -419,7 +429,7 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
         _parse_entry(table, index, line, manifest_path, settings)
         for index, (table, line) in enumerate(zip(models, lines, strict=False), 1)
     )
-    return Manifest(manifest_path, settings, entries, _content_hash(document))
+    return Manifest(manifest_path, settings, entries, _content_hash(document), ignore)
 
 
 def write_manifest(

@@ -12,13 +12,14 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from civit.api import Client
 from civit.config import Settings
 from civit.downloader import plan_target
-from civit.errors import CivitError, ManifestError, UsageError
+from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layout import Layout, LayoutChoice, resolve_layout
 from civit.lockfile import Lock, LockedFile, load_lock, write_lock
@@ -27,7 +28,7 @@ from civit.records import File, Version
 from civit.refs import Ref, parse_ref, redact_ref
 from civit.select import select_file
 
-__all__ = ["MAX_RESOLVERS", "LazyClient", "lock", "resolve_lock"]
+__all__ = ["MAX_RESOLVERS", "LazyClient", "LockChange", "lock", "lock_changes", "resolve_lock"]
 
 MAX_RESOLVERS = 8
 
@@ -263,3 +264,92 @@ def lock(
         holder.close()
     write_lock(resolved, parsed.lock_path)
     return resolved
+
+
+@dataclass(frozen=True)
+class LockChange:
+    """One entry a new lock resolves differently than the old one (``civit lock``'s diff).
+
+    Attributes:
+        before: the old entry (``None`` for an entry the old lock did not have).
+        after: the new entry.
+        old_version: the old entry's version record, when it still exists.
+        new_version: the new entry's version record, when it exists.
+    """
+
+    before: LockedFile | None
+    after: LockedFile
+    old_version: Version | None = None
+    new_version: Version | None = None
+
+
+def lock_changes(
+    before: Lock | None,
+    after: Lock,
+    *,
+    client: Client | None = None,
+    settings: Settings | None = None,
+) -> list[LockChange]:
+    """The entries of ``after`` that are new, or moved to another version or file.
+
+    Entries are matched by ref and destination, else by ref. The versions of new entries and of
+    entries that moved to another version are fetched, so a diff can name them
+    (``v1.0 -> v2.1``), :data:`MAX_RESOLVERS` at a time.
+
+    Args:
+        before: the lock as it was (``None``: there was none).
+        after: the lock as it is now.
+        client: API client; made from ``settings`` only if a version is fetched.
+        settings: settings for that client.
+
+    Returns:
+        The changes, in ``after``'s order.
+    """
+    unmatched = list(before.files) if before else []
+    changed = []
+    for entry in after.files:
+        # The same ref at the same place, else the same ref (an upgrade may rename it).
+        previous = next(
+            (f for f in unmatched if (f.ref, f.dest) == (entry.ref, entry.dest)),
+            next((f for f in unmatched if f.ref == entry.ref), None),
+        )
+        if previous is not None:
+            unmatched.remove(previous)
+        if previous is None or (previous.version_id, previous.file_id) != (
+            entry.version_id,
+            entry.file_id,
+        ):
+            changed.append((previous, entry))
+    wanted = sorted(
+        {entry.version_id for _, entry in changed}
+        | {p.version_id for p, e in changed if p is not None and p.version_id != e.version_id}
+    )
+    holder = LazyClient(client, settings)
+    try:
+        versions = _versions(holder, wanted)
+    finally:
+        holder.close()
+    return [
+        LockChange(
+            previous,
+            entry,
+            versions.get(previous.version_id) if previous is not None else None,
+            versions.get(entry.version_id),
+        )
+        for previous, entry in changed
+    ]
+
+
+def _versions(client: LazyClient, version_ids: Sequence[int]) -> dict[int, Version]:
+    def look_up(version_id: int) -> Version | None:
+        try:
+            return client.get().get_version(version_id)
+        except NotFoundError:
+            return None
+
+    if not version_ids:
+        return {}
+    workers = min(MAX_RESOLVERS, len(version_ids))
+    with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
+        found = dict(zip(version_ids, pool.map(look_up, version_ids), strict=True))
+    return {version_id: version for version_id, version in found.items() if version}

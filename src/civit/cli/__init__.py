@@ -22,6 +22,7 @@ import click
 from civit.cli.app import cli
 from civit.cli.browse import info, search
 from civit.cli.fetching import get
+from civit.cli.library import outdated_command
 from civit.cli.local_files import hash_command, identify_command, verify_command
 from civit.cli.output import prepare_console, say
 from civit.cli.projects import install_command, lock_command
@@ -39,6 +40,7 @@ for _command in (
     hash_command,
     identify_command,
     verify_command,
+    outdated_command,
     config,
 ):
     cli.add_command(_command)

@@ -12,9 +12,11 @@ from civit.cli.output import TotalBar, count_files, say
 from civit.fsutil import atomic_write, human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
-from civit.lockfile import Lock, load_lock
+from civit.lockfile import load_lock
 from civit.manifest import load_manifest
-from civit.resolution import lock
+from civit.records import Version
+from civit.resolution import LockChange, lock, lock_changes
+from civit.updates import base_model_family
 
 manifest_option = click.option(
     "-f",
@@ -27,21 +29,28 @@ manifest_option = click.option(
 )
 
 
-def describe_lock_change(before: Lock | None, after: Lock) -> list[str]:
-    """Lines naming the lock entries that are new or resolve differently than before."""
-    old = {(f.ref, f.dest): f for f in before.files} if before else {}
-    lines = []
-    for locked in after.files:
-        previous = old.get((locked.ref, locked.dest))
-        now = f"version {locked.version_id}, file {locked.file_id}"
-        if previous is None:
-            lines.append(f"  + {locked.ref}: {now} -> {locked.dest}")
-        elif (previous.version_id, previous.file_id) != (locked.version_id, locked.file_id):
-            lines.append(
-                f"  ~ {locked.ref}: version {previous.version_id} -> {locked.version_id} "
-                f"(file {locked.file_id})"
-            )
-    return lines
+def _version_name(version: Version | None, version_id: int) -> str:
+    return f"{version.name} (#{version_id})" if version else f"version {version_id}"
+
+
+def describe_lock_change(change: LockChange) -> str:
+    """One line for an entry that is new or resolves differently than before, naming the
+    versions (``~ 400100: Style Shifter v1.0 (#400101) -> v2.1 (#400102), file 4001021``)."""
+    locked, new = change.after, change.new_version
+    model = f"{new.model_name} " if new and new.model_name else ""
+    now = f"{model}{_version_name(new, locked.version_id)}, file {locked.file_id}"
+    previous = change.before
+    if previous is None:
+        return f"  + {locked.ref}: {now} -> {locked.dest}"
+    if previous.version_id == locked.version_id:
+        return f"  ~ {locked.ref}: {now} (was file {previous.file_id})"
+    was = _version_name(change.old_version, previous.version_id)
+    moved = f"{was} -> {_version_name(new, locked.version_id)}"
+    line = f"  ~ {locked.ref}: {model}{moved}, file {locked.file_id}"
+    old = change.old_version
+    if old and new and base_model_family(old.base_model) != base_model_family(new.base_model):
+        line += f" (another base model: {old.base_model} -> {new.base_model})"
+    return line
 
 
 @click.command("lock")
@@ -61,8 +70,8 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
         say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0
     say(f"wrote {manifest.lock_path} ({count_files(len(after.files))})")
-    for line in describe_lock_change(before, after):
-        say(line)
+    for change in lock_changes(before, after, client=app.client):
+        say(describe_lock_change(change))
     return 0
 
 

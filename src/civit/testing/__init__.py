@@ -12,6 +12,7 @@ the API records is computed from those bytes (:func:`civit.hashing.digest_bytes`
 :func:`default_catalog` documents the ids tests rely on (827184 is a checkpoint with
 fp16/fp32 copies of the same file name, 99001 is archived, 99002 is in Early Access,
 99003 has downloads disabled, 99004 has hostile file names, 99005 only training data).
+:func:`multi_base_model` (400100) adds a LoRA with versions on four base models.
 
 Fault knobs (all thread-safe, all undone by :meth:`FakeCivitai.reset_faults`)::
 
@@ -58,6 +59,7 @@ from civit.testing.catalog import (
     default_catalog,
     make_pickle,
     make_safetensors,
+    multi_base_model,
     synthetic_models,
 )
 from civit.testing.faults import FileFaults, RequestLog
@@ -78,5 +80,6 @@ __all__ = [
     "main",
     "make_pickle",
     "make_safetensors",
+    "multi_base_model",
     "synthetic_models",
 ]

@@ -382,6 +382,50 @@ def default_catalog() -> Catalog:
     )  # fmt: skip
 
 
+def multi_base_model() -> FakeModel:
+    """Model 400100 "Style Shifter", a LoRA whose versions span four base models.
+
+    Not in :func:`default_catalog` (whose listings tests count); add it with
+    ``fake.catalog.add(multi_base_model())`` to test update checks.
+
+    Newest first: v4.0 on Flux.1 D (400104), v3.0 on Illustrious (400103), v2.1 on
+    SDXL 1.0 (400102: fp16 primary 4001021 and fp32 4001022 under one name, plus
+    training data 4001023), v2.0 on Pony (400105), v1.0 on SDXL 1.0 (400101: fp16
+    primary 4001011, fp32 4001012).
+    """
+
+    def lora(file_id: int, name: str, **traits: Any) -> FakeFile:
+        return FakeFile(file_id, name, make_safetensors(12_000 + file_id % 100, file_id), **traits)
+
+    def version(version_id: int, name: str, base: str, date: str, *files: FakeFile) -> FakeVersion:
+        return FakeVersion(version_id, name, base, f"{date}T12:00:00.000Z", files=files)
+
+    return FakeModel(
+        400100,
+        "Style Shifter",
+        "LORA",
+        "stylist",
+        [
+            version(400104, "v4.0 Flux", "Flux.1 D", "2025-06-01",
+                    lora(4001041, "styleShifter_v40_flux.safetensors", primary=True)),
+            version(400103, "v3.0 Illustrious", "Illustrious", "2025-03-01",
+                    lora(4001031, "styleShifter_v30_illustrious.safetensors", primary=True)),
+            version(400102, "v2.1", "SDXL 1.0", "2025-01-15",
+                    lora(4001021, "styleShifter_v21.safetensors", primary=True),
+                    lora(4001022, "styleShifter_v21.safetensors", fp="fp32", size="full"),
+                    FakeFile(4001023, "styleShifter_v21_dataset.zip",
+                             make_pickle(5_000, 4001023), type="Training Data",
+                             format="Other", fp=None, size=None)),
+            version(400105, "v2.0 Pony", "Pony", "2024-10-01",
+                    lora(4001051, "styleShifter_v20_pony.safetensors", primary=True)),
+            version(400101, "v1.0", "SDXL 1.0", "2024-06-01",
+                    lora(4001011, "styleShifter_v10.safetensors", primary=True),
+                    lora(4001012, "styleShifter_v10_fp32.safetensors", fp="fp32", size="full")),
+        ],
+        tags=["style"],
+    )  # fmt: skip
+
+
 def synthetic_models(count: int, *, first_id: int = 500_000) -> list[FakeModel]:
     """``count`` tiny LoRA models for pagination tests (ids ``first_id`` upward).
 

@@ -1,0 +1,123 @@
+"""The models you already have: ``civit outdated``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from civit.cli.app import App, json_option, pass_app
+from civit.cli.output import ByteBar, count_files, echo, echo_json, say
+from civit.errors import UsageError
+from civit.manifest import load_manifest
+from civit.records import Version
+from civit.updates import UpdateCheck, outdated
+
+#: How the summary line names each status.
+OUTDATED_LABELS = {
+    "outdated": "outdated",
+    "current": "up to date",
+    "ignored": "ignored",
+    "unknown": "unknown to Civitai",
+    "error": "unreadable",
+}
+
+
+def _version_label(version: Version) -> str:
+    details = ", ".join(d for d in (f"#{version.id}", version.date, version.base_model) if d)
+    return f"{version.name} ({details})"
+
+
+def describe_update(check: UpdateCheck) -> list[str]:
+    """The lines of one outdated file: what it is, what is newer, which file to get."""
+    assert check.model is not None and check.current is not None and check.newest is not None
+    lines = [
+        str(check.path),
+        f"  {check.model.name}: {_version_label(check.current)} -> {_version_label(check.newest)}",
+    ]
+    if check.file is not None:
+        lines.append(f"  same variant: {check.file.local_name} (file {check.file.id})")
+    else:
+        lines.append("  same variant: none (the newer version has no file of this type and format)")
+    return lines
+
+
+def describe_other_bases(check: UpdateCheck) -> str:
+    """One line naming the newer versions of a file's model made for other base models."""
+    assert check.current is not None
+    newer = "; ".join(_version_label(version) for version in check.other_bases)
+    return f"  {check.path} ({check.current.base_model or 'no base model'}): {newer}"
+
+
+def _ignored_models(app: App, lock_path: Path | None) -> tuple[int, ...]:
+    """``[outdated] ignore`` of the config and of the manifest beside the lock (or in the
+    current folder)."""
+    manifest = lock_path.with_suffix(".toml") if lock_path is not None else Path("civit.toml")
+    from_manifest = load_manifest(manifest).outdated_ignore if manifest.is_file() else ()
+    return (*app.settings.outdated_ignore, *from_manifest)
+
+
+@click.command("outdated")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Check the entries of this civit.lock (nothing is hashed).",
+)
+@json_option
+@pass_app
+def outdated_command(
+    app: App, paths: tuple[Path, ...], lock_path: Path | None, as_json: bool
+) -> int:
+    """Which of your models have a newer version for the same base model.
+
+    Files are identified by hash (one request for all of them; the hash cache answers
+    for files it knows), then each model's versions are compared. Only a version
+    made for the same base-model family counts as an update (Pony, Illustrious and
+    NoobAI are families of their own, apart from SDXL); newer versions for other bases
+    are listed separately. Up-to-date files are not listed.
+
+    Without arguments: ./civit.lock if there is one, else the configured root.
+    Model ids listed as [outdated] ignore = [...] in the config file or civit.toml
+    are never reported.
+
+    \b
+    Examples:
+      civit outdated ~/ComfyUI
+      civit outdated ~/ComfyUI/models/loras --json
+      civit outdated --lock civit.lock
+    """
+    if not paths and lock_path is None:
+        if Path("civit.lock").is_file():
+            lock_path = Path("civit.lock")
+        elif app.settings.root is not None:
+            paths = (app.settings.root,)
+        else:
+            raise UsageError(
+                "nothing to check: no civit.lock here and no root configured",
+                hint="pass a WebUI folder or model files, or --lock civit.lock",
+            )
+    ignore = _ignored_models(app, lock_path)
+    with ByteBar("identify") as bar:
+        checks = outdated(
+            paths, lock=lock_path, ignore=ignore, client=app.client, progress=bar.update
+        )
+    for check in checks:
+        if check.status == "error":
+            say(f"civit: error: {check.reason}")
+    if as_json:
+        echo_json([check.as_json() for check in checks])
+    else:
+        for check in checks:
+            if check.status == "outdated":
+                echo("\n".join(describe_update(check)))
+        others = [check for check in checks if check.other_bases]
+        if others:
+            echo("Newer versions for other base models (not updates):")
+            for check in others:
+                echo(describe_other_bases(check))
+    counts = {status: sum(c.status == status for c in checks) for status in OUTDATED_LABELS}
+    summary = ", ".join(f"{counts[s]} {label}" for s, label in OUTDATED_LABELS.items() if counts[s])
+    say(f"{count_files(len(checks))}: {summary or 'nothing to check'}")
+    return 1 if counts["error"] else 0
