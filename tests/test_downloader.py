@@ -156,11 +156,11 @@ def test_a_good_file_is_never_replaced_by_a_bad_one(
     target = tmp_path / "waiIllustriousSDXL_v160.safetensors"
     target.write_bytes(b"an older, different file")
     fake.set_faults(CHECKPOINT, corrupt=True)
-    with pytest.raises(IntegrityError):
-        get("827184", client=client, dest=tmp_path, **FAST_ENGINE)
+    with pytest.raises(IntegrityError):  # even told to replace it, never with bad bytes
+        get("827184", client=client, dest=tmp_path, overwrite=True, **FAST_ENGINE)
     assert target.read_bytes() == b"an older, different file"
     fake.reset_faults()
-    good = get("827184", client=client, dest=tmp_path, **FAST_ENGINE)
+    good = get("827184", client=client, dest=tmp_path, overwrite=True, **FAST_ENGINE)
     fake.set_faults(CHECKPOINT, corrupt=True)
     again = get("827184", client=client, dest=tmp_path, **FAST_ENGINE)
     assert again.status == "present"

@@ -421,7 +421,7 @@ def test_install_without_frozen_locks_first_and_records_exact_sizes(
     assert fake.requests == []  # the lock was current: nothing to resolve, nothing to fetch
 
 
-def test_a_changed_local_file_is_fetched_again(
+def test_a_changed_local_file_is_kept_unless_overwrite(
     fake: FakeCivitai, client: Client, project: Path
 ) -> None:
     manifest = civit.write_manifest(project / "civit.toml", ["328553"], settings={"dest": "m"})
@@ -429,6 +429,11 @@ def test_a_changed_local_file_is_fetched_again(
     target = project / "m/add-detail-xl.safetensors"
     target.write_bytes(b"x" * 200_000)  # same size, other bytes: only a hash can tell
     report = civit.install(manifest, frozen=True, client=client, **ENGINE)
+    # No Civitai file has these bytes: they may be the user's work, so they stay.
+    assert (report.results[0].status, report.exit_code) == ("failed", 1)
+    assert "--overwrite" in (report.results[0].error or "")
+    assert target.read_bytes() == b"x" * 200_000
+    report = civit.install(manifest, frozen=True, client=client, overwrite=True, **ENGINE)
     assert report.results[0].status == "installed"
     assert target.read_bytes() == fake.file(3000001).content
 

@@ -35,6 +35,8 @@ def test_error_exit_codes() -> None:
         civit.RateLimitError: 6,
         civit.IntegrityError: 7,
         civit.DiskSpaceError: 1,
+        civit.FileConflictError: 1,
+        civit.ScanRefusedError: 4,
     }
     for error, code in codes.items():
         assert error.exit_code == code, error

@@ -20,6 +20,7 @@ from civit.errors import (
     CivitError,
     DiskSpaceError,
     EarlyAccessError,
+    FileConflictError,
     IntegrityError,
     ManifestError,
     NetworkError,
@@ -27,6 +28,7 @@ from civit.errors import (
     NotFoundError,
     RateLimitError,
     ResponseError,
+    ScanRefusedError,
     UsageError,
 )
 from civit.hashcache import CacheOption, HashCache
@@ -63,6 +65,7 @@ __all__ = [
     "EntryResult",
     "File",
     "FileCheck",
+    "FileConflictError",
     "HashCache",
     "HashMatch",
     "Hashes",
@@ -86,6 +89,7 @@ __all__ = [
     "Ref",
     "ResponseError",
     "RetryPolicy",
+    "ScanRefusedError",
     "Selection",
     "Settings",
     "UpdateCheck",

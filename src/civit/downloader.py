@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,17 +17,30 @@ from pathlib import Path
 from typing import Literal
 
 from civit.api import Client
-from civit.errors import IntegrityError, NotFoundError
+from civit.errors import IntegrityError, NotFoundError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
-from civit.layout import LayoutChoice, path_inside, resolve_layout, target_dir
+from civit.layout import LayoutChoice, path_inside, resolve_layout, safe_filename, target_dir
+from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
-from civit.select import select_file
+from civit.select import check_scans, code_warning, select_file
 from civit.transfer import digests_to_compute, fetch, target_lock
 
-__all__ = ["DownloadResult", "download", "get", "plan_target", "write_info_sidecar"]
+__all__ = [
+    "DownloadResult",
+    "download",
+    "get",
+    "long_path_warning",
+    "plan_target",
+    "write_info_sidecar",
+]
+
+# Windows' MAX_PATH is 260 with the terminating NUL; .part.json adds 10 characters, and
+# a WebUI without long-path support cannot open what is over the limit.
+_WINDOWS_PATH_LIMIT = 260
+_PATH_MARGIN = 20
 
 Status = Literal["downloaded", "present"]
 
@@ -36,7 +50,8 @@ class DownloadResult:
     """What one :func:`download` did.
 
     ``verified`` names the digests compared with the record; ``bytes_transferred`` is
-    what crossed the network this run; ``resumed_from`` what a previous run left.
+    what crossed the network this run; ``resumed_from`` what a previous run left;
+    ``warnings`` one-line notes for the user (a pickle file, a path near Windows' limit).
     """
 
     path: Path
@@ -48,6 +63,7 @@ class DownloadResult:
     resumed_from: int = 0
     seconds: float = 0.0
     file_id: int | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -65,6 +81,7 @@ class DownloadResult:
             "resumed_from": self.resumed_from,
             "seconds": round(self.seconds, 3),
             "file_id": self.file_id,
+            "warnings": list(self.warnings),
         }
 
 
@@ -78,11 +95,15 @@ def plan_target(
 ) -> Path:
     """Where ``file`` goes: ``dest`` as is, else the WebUI folder for its type in ``root``.
 
-    The name is reduced to a safe base name and proven to stay inside the folder.
+    The record's name is reduced to a safe base name, with the variant tag of a
+    same-named sibling (:attr:`File.local_name`); ``name`` must already be a plain file
+    name. The path is proven to stay inside the folder.
 
     Raises:
-        UsageError: neither ``root`` nor ``dest``, an undetectable layout, a bad name.
+        UsageError: an undetectable layout, a ``name`` that is not a plain file name.
     """
+    if name is not None and safe_filename(name) != name:
+        raise UsageError(f"{name!r} is not a plain file name", hint=f"use {safe_filename(name)!r}")
     if dest is not None:
         folder = dest
     elif root is not None:
@@ -91,6 +112,28 @@ def plan_target(
     else:
         folder = Path.cwd()
     return path_inside(folder, name or file.local_name)
+
+
+def long_path_warning(path: Path, *, platform: str | None = None) -> str | None:
+    """A warning when ``path`` nears Windows' 260-character limit (only on Windows).
+
+    Args:
+        path: the final file.
+        platform: a ``sys.platform`` value (default: this machine's).
+
+    Returns:
+        One line saying what to do, or ``None``.
+    """
+    if (platform or sys.platform) != "win32":
+        return None
+    length = len(str(path.absolute()))
+    if length < _WINDOWS_PATH_LIMIT - _PATH_MARGIN:
+        return None
+    return (
+        f"{path} is {length} characters long; programs without long-path support cannot "
+        f"open paths of {_WINDOWS_PATH_LIMIT} or more (enable long paths in Windows, or "
+        "choose a shorter --root, --dest or --name)"
+    )
 
 
 def write_info_sidecar(model_path: Path, version: Version) -> Path:
@@ -138,6 +181,8 @@ def download(
     progress: ProgressCallback | None = None,
     cache: CacheOption = None,
     retry_base: float = 1.0,
+    overwrite: bool = False,
+    allow_unscanned: bool = False,
 ) -> DownloadResult:
     """Download ``file`` into a WebUI folder (``root`` + ``layout``) or ``dest``.
 
@@ -145,6 +190,10 @@ def download(
     Otherwise resolves a link through ``client`` (which holds the token), fetches with
     resume and ``connections`` parallel segments, verifies every digest the record
     has, and renames into place.
+
+    Another file at the target is replaced only when it is civit's earlier download of
+    the same model (:mod:`civit.ownership`) or with ``overwrite``. Files whose
+    Civitai scans did not pass are refused unless ``allow_unscanned``.
 
     Args:
         file: the file record (from :func:`civit.select_file`).
@@ -161,12 +210,16 @@ def download(
         cache: ``None`` for the user's hash cache, ``False`` for none, or a
             :class:`HashCache` (see :data:`CacheOption`).
         retry_base: first backoff delay in seconds.
+        overwrite: replace whatever file is at the target.
+        allow_unscanned: accept a file whose pickle or virus scan is not ``Success``.
 
     Returns:
         A :class:`DownloadResult`.
 
     Raises:
         IntegrityError: digests do not match (nothing is left at the final name).
+        FileConflictError: another file is at the target (kept; see ``overwrite``).
+        ScanRefusedError: Civitai's scans of the file did not pass.
         AuthError / EarlyAccessError: token missing or refused, login page.
         NotDownloadableError / NotFoundError: archived, disabled, no such file.
         RateLimitError: daily download limit. NetworkError: gave up after retries.
@@ -196,9 +249,21 @@ def download(
                 seconds=time.monotonic() - started,
                 file_id=file.id,
             )
+        check_scans(file, allow_unscanned=allow_unscanned)
         if file.version_id is None:
             raise NotFoundError(f"file {file.id} does not say which version it belongs to")
         version_id = file.version_id
+        if target.is_file() and not overwrite:
+            check_replaceable(
+                target,
+                hash_file(target, ("sha256",), cache=hashes)["sha256"],
+                model_id=file.model_id,
+                version_id=version_id,
+                wanted=describe_wanted(file.name, file.id, file.model_id),
+                choices=GET_CHOICES,
+                known={file.hashes.sha256: file.model_id} if file.hashes.sha256 else None,
+                client=lambda: api,
+            )
 
         def resolve() -> str:
             return api.resolve_download(version_id, file_id=file.id, what=file.name).url
@@ -217,6 +282,7 @@ def download(
         )
         with contextlib.suppress(OSError):
             hashes.store(target.stat(), digests)
+    warnings = (code_warning(file), long_path_warning(target))
     return DownloadResult(
         path=target,
         size=size,
@@ -227,6 +293,7 @@ def download(
         resumed_from=resumed,
         seconds=time.monotonic() - started,
         file_id=file.id,
+        warnings=tuple(w for w in warnings if w),
     )
 
 
@@ -249,6 +316,8 @@ def get(
     progress: ProgressCallback | None = None,
     cache: CacheOption = None,
     retry_base: float = 1.0,
+    overwrite: bool = False,
+    allow_unscanned: bool = False,
 ) -> DownloadResult:
     """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
 
@@ -275,6 +344,8 @@ def get(
         cache: ``None`` for the user's hash cache, ``False`` for none, or a
             :class:`HashCache` (see :data:`CacheOption`).
         retry_base: first backoff delay in seconds.
+        overwrite: replace whatever file is at the target (see :func:`download`).
+        allow_unscanned: accept a file whose Civitai scans did not pass.
 
     Returns:
         The :class:`DownloadResult` of the chosen file.
@@ -308,6 +379,8 @@ def get(
             progress=progress,
             cache=cache,
             retry_base=retry_base,
+            overwrite=overwrite,
+            allow_unscanned=allow_unscanned,
         )
     if write_info:
         write_info_sidecar(result.path, version)

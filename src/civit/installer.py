@@ -29,6 +29,7 @@ from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, as_manifest, check_mirror_template, mirror_url
+from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import fetch, target_lock
@@ -195,6 +196,9 @@ class _Installer:
         stall_timeout: float,
         retry_base: float,
         progress: _Progress,
+        overwrite: Sequence[bool],
+        known: Mapping[str, int | None],
+        placed: Mapping[Path, str],
     ) -> None:
         self.client = client
         self.cache = cache
@@ -204,6 +208,9 @@ class _Installer:
         self.stall_timeout = stall_timeout
         self.retry_base = retry_base
         self.progress = progress
+        self.overwrite = overwrite
+        self.known = known
+        self.placed = placed
 
     def quick_check(self, locked: LockedFile, target: Path) -> dict[str, str] | bool:
         """Digests if ``target`` is proven current by a stat and the hash cache;
@@ -254,6 +261,8 @@ class _Installer:
                     digests=present,
                     seconds=time.monotonic() - started,
                 )
+            if target.is_file() and not self.overwrite[key]:
+                self._check_replaceable(locked, target)
             if self.store is not None and locked.sha256:
                 result = self._via_store(key, locked, target, base)
             else:
@@ -267,6 +276,20 @@ class _Installer:
         finally:
             self.progress.finish(key)
         return dataclasses.replace(result, seconds=time.monotonic() - started)
+
+    def _check_replaceable(self, locked: LockedFile, target: Path) -> None:
+        """Keep a file civit did not put there (see :mod:`civit.ownership`)."""
+        check_replaceable(
+            target,
+            hash_file(target, ("sha256",), cache=self.cache)["sha256"],
+            model_id=locked.model_id,
+            version_id=locked.version_id,
+            wanted=describe_wanted(locked.name, locked.file_id, locked.model_id),
+            choices=INSTALL_CHOICES,
+            placed=self.placed.get(target),
+            known=self.known,
+            client=self.client.get,
+        )
 
     def _direct(self, key: int, locked: LockedFile, target: Path, base: EntryResult) -> EntryResult:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -422,6 +445,8 @@ def install(
     on_result: Callable[[EntryResult], None] | None = None,
     stall_timeout: float | None = None,
     retry_base: float = 1.0,
+    overwrite: bool = False,
+    allow_unscanned: bool = False,
 ) -> InstallReport:
     """Install every file of a manifest: present ones cost a ``stat``, the rest are
     fetched ``jobs`` at a time, verified, and placed (or linked from the store).
@@ -450,6 +475,11 @@ def install(
         on_result: called with each entry's result as it finishes.
         stall_timeout: seconds without a byte before reconnecting.
         retry_base: first backoff delay in seconds.
+        overwrite: replace any file in the way (also ``overwrite = true`` in the
+            manifest's settings or an entry); otherwise a file that is not civit's
+            download of the same model fails its entry (:mod:`civit.ownership`).
+        allow_unscanned: lock files whose Civitai scans did not pass (also
+            ``allow_unscanned`` in the manifest or the user config).
 
     Returns:
         The :class:`InstallReport`.
@@ -472,29 +502,46 @@ def install(
         store_root = _choose("store", store, parsed.settings.store, settings)
         stop = threading.Event()
         written = False
-        aggregate = _Progress(progress, stop)
-        installer = _Installer(
-            client=holder,
-            cache=hashes,
-            store=Store(Path(store_root).expanduser()) if store_root is not None else None,
-            mirror=wanted_mirror,
-            connections=_choose("connections", connections, parsed.settings.connections, settings),
-            stall_timeout=stall_timeout if stall_timeout is not None else settings.stall_timeout,
-            retry_base=retry_base,
-            progress=aggregate,
-        )
         try:
+            previous = None if frozen else load_lock(parsed.lock_path)
             if frozen:
                 current = _frozen_lock(parsed)
             else:
                 current = resolve_lock(
                     parsed,
                     holder,
-                    previous=load_lock(parsed.lock_path),
+                    previous=previous,
                     upgrade=upgrade,
                     cache=hashes,
+                    allow_unscanned=allow_unscanned or settings.allow_unscanned,
                 )
                 written = write_lock(current, parsed.lock_path)
+            installer = _Installer(
+                client=holder,
+                cache=hashes,
+                store=Store(Path(store_root).expanduser()) if store_root is not None else None,
+                mirror=wanted_mirror,
+                connections=_choose(
+                    "connections", connections, parsed.settings.connections, settings
+                ),
+                stall_timeout=stall_timeout
+                if stall_timeout is not None
+                else settings.stall_timeout,
+                retry_base=retry_base,
+                progress=_Progress(progress, stop),
+                overwrite=_overwrites(parsed, current, overwrite),
+                known={
+                    locked.sha256.upper(): locked.model_id
+                    for lock_ in (previous, current)
+                    for locked in (lock_.files if lock_ else ())
+                    if locked.sha256
+                },
+                placed={
+                    locked.target(parsed.folder): locked.sha256
+                    for locked in (previous.files if previous else ())
+                    if locked.sha256
+                },
+            )
             results = _install_all(
                 current,
                 parsed.folder,
@@ -516,6 +563,16 @@ def install(
             lock_written=written,
             seconds=time.monotonic() - started,
         )
+
+
+def _overwrites(manifest: Manifest, current: Lock, everything: bool) -> list[bool]:
+    """Per lock entry: may it replace a file in the way? (The lock lists entries in
+    manifest order.)"""
+    entries = manifest.entries if len(manifest.entries) == len(current.files) else ()
+    wanted = everything or manifest.settings.overwrite
+    return [
+        wanted or any(e.overwrite for e in entries[i : i + 1]) for i in range(len(current.files))
+    ]
 
 
 def _install_all(

@@ -26,7 +26,7 @@ from civit.lockfile import Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref, redact_ref
-from civit.select import select_file
+from civit.select import check_scans, select_file
 
 __all__ = ["MAX_RESOLVERS", "LazyClient", "LockChange", "lock", "lock_changes", "resolve_lock"]
 
@@ -102,9 +102,11 @@ class _Resolver:
         previous: Lock | None,
         upgrade: bool,
         cache: HashCache | None,
+        allow_unscanned: bool = False,
     ) -> None:
         self.manifest = manifest
         self.client = client
+        self.allow_unscanned = allow_unscanned or manifest.settings.allow_unscanned
         self.pins = {} if upgrade else _previous_pins(previous)
         self.sizes = {f.file_id: f.size for f in previous.files if f.size} if previous else {}
         self.cache = cache
@@ -164,6 +166,7 @@ class _Resolver:
                 size=entry.size or ref.size,
                 file_id=file_id if not any(filters) else None,
             )
+            check_scans(file, allow_unscanned=self.allow_unscanned or entry.allow_unscanned)
             target = self.target_for(entry, file)
         except CivitError as exc:
             if not exc.message.startswith(str(self.manifest.path)):
@@ -206,10 +209,18 @@ def resolve_lock(
     previous: Lock | None,
     upgrade: bool,
     cache: HashCache | None,
+    allow_unscanned: bool = False,
 ) -> Lock:
     if previous is not None and previous.manifest_hash == manifest.content_hash and not upgrade:
         return previous
-    resolver = _Resolver(manifest, client, previous=previous, upgrade=upgrade, cache=cache)
+    resolver = _Resolver(
+        manifest,
+        client,
+        previous=previous,
+        upgrade=upgrade,
+        cache=cache,
+        allow_unscanned=allow_unscanned,
+    )
     workers = max(1, min(MAX_RESOLVERS, len(manifest.entries)))
     with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
         files = list(pool.map(resolver.resolve, manifest.entries))
@@ -224,6 +235,7 @@ def lock(
     client: Client | None = None,
     settings: Settings | None = None,
     cache: CacheOption = None,
+    allow_unscanned: bool = False,
 ) -> Lock:
     """Resolve the manifest and write its lock file (only when the content changes).
 
@@ -240,6 +252,8 @@ def lock(
         settings: settings for that client (default: environment and config).
         cache: hash cache used to learn exact sizes of files already present:
             ``None`` for the user's, ``False`` for none (see :data:`CacheOption`).
+        allow_unscanned: accept files whose Civitai scans did not pass (also
+            ``allow_unscanned`` in the manifest, an entry, or ``settings``).
 
     Returns:
         The lock, as written to :attr:`Manifest.lock_path`.
@@ -247,6 +261,8 @@ def lock(
     Raises:
         ManifestError: invalid manifest or lock, nowhere to put a file, two entries
             with one destination.
+        ScanRefusedError: a chosen file's scans did not pass (the message names the
+            entry).
         CivitError: an entry cannot be resolved (its message names the entry).
     """
     parsed = as_manifest(manifest)
@@ -259,6 +275,7 @@ def lock(
                 previous=load_lock(parsed.lock_path),
                 upgrade=upgrade,
                 cache=hashes,
+                allow_unscanned=allow_unscanned or bool(settings and settings.allow_unscanned),
             )
     finally:
         holder.close()

@@ -12,7 +12,7 @@ from civit.cli.output import ProgressBars, echo_json, say
 from civit.config import Settings
 from civit.downloader import DownloadResult, download, plan_target
 from civit.downloader import get as get_ref
-from civit.errors import CivitError, NotFoundError
+from civit.errors import CivitError, NotFoundError, UsageError
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
 from civit.layout import detect_layout, resolve_layout
@@ -66,6 +66,21 @@ def choose_destination(
 @click.option("--connections", type=click.IntRange(1, 32), help="Parallel connections.")
 @click.option("--stall-timeout", type=click.FloatRange(1, 3600), metavar="SECONDS")
 @click.option("--no-verify", is_flag=True, help="Skip the hash check (not recommended).")
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="Save under this file name (one REF only), like name = in civit.toml.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a file at the target that is not civit's download of the same model.",
+)
+@click.option(
+    "--allow-unscanned",
+    is_flag=True,
+    help="Accept files whose Civitai pickle or virus scan is not Success.",
+)
 @click.option("--info", "write_info", is_flag=True, help="Also write <file>.civitai.info.")
 @click.option(
     "--from",
@@ -90,6 +105,9 @@ def get(
     connections: int | None,
     stall_timeout: float | None,
     no_verify: bool,
+    name: str | None,
+    overwrite: bool,
+    allow_unscanned: bool,
     write_info: bool,
     from_images: bool,
     dry_run: bool,
@@ -100,6 +118,10 @@ def get(
 
     Resumes interrupted downloads (run the same command again), uses parallel
     connections for big files, and never leaves a corrupt or HTML file behind.
+    A different file already at the target is kept (exit 1) unless it is civit's
+    earlier download of the same model, or --overwrite is given; variants with the
+    same name on Civitai get their own names (_full_fp32...). Files whose Civitai
+    scans did not pass are refused (exit 4) unless --allow-unscanned.
     Downloads need an API token: set CIVITAI_API_TOKEN (or pass --token).
 
     \b
@@ -121,7 +143,11 @@ def get(
         "connections": connections or app.settings.connections,
         "stall_timeout": stall_timeout or app.settings.stall_timeout,
         "verify": not no_verify,
+        "overwrite": overwrite,
+        "allow_unscanned": allow_unscanned or app.settings.allow_unscanned,
     }
+    if name is not None and (from_images or len(refs) > 1):
+        raise UsageError("--name names one file: give exactly one REF with it")
     if from_images:
         paths = [Path(ref) for ref in refs]
         where = choose_destination(app.settings, root, layout, dest)
@@ -150,6 +176,7 @@ def get(
                 format=file_format,
                 fp=fp,
                 size=file_size,
+                name=name,
                 write_info=write_info,
                 progress=bars.for_file(str(ref)),
                 **transfer,
@@ -280,16 +307,18 @@ def describe_image(
 
 
 def describe_result(result: DownloadResult) -> str:
-    """One line per file: where it is, and what was proven about it."""
+    """One line per file: where it is, and what was proven about it; then its warnings."""
     checked = ", ".join(a.upper() for a in result.verified) or "no hashes checked"
     if result.status == "present":
-        return f"already present: {result.path} ({checked} ok)"
-    resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
-    rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
-    return (
-        f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.2f} s, "
-        f"{human_bytes(rate)}/s{resumed}; verified {checked})"
-    )
+        line = f"already present: {result.path} ({checked} ok)"
+    else:
+        resumed = f", resumed at {human_bytes(result.resumed_from)}" if result.resumed_from else ""
+        rate = result.bytes_transferred / result.seconds if result.seconds > 0 else 0.0
+        line = (
+            f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.2f} s, "
+            f"{human_bytes(rate)}/s{resumed}; verified {checked})"
+        )
+    return "\n".join([line, *(f"civit: warning: {warning}" for warning in result.warnings)])
 
 
 # -- manifests ----------------------------------------------------------------------

@@ -29,6 +29,13 @@ manifest_option = click.option(
 )
 
 
+allow_unscanned_option = click.option(
+    "--allow-unscanned",
+    is_flag=True,
+    help="Lock files whose Civitai pickle or virus scan is not Success.",
+)
+
+
 def _version_name(version: Version | None, version_id: int) -> str:
     return f"{version.name} (#{version_id})" if version else f"version {version_id}"
 
@@ -56,8 +63,9 @@ def describe_lock_change(change: LockChange) -> str:
 @click.command("lock")
 @manifest_option
 @click.option("--upgrade", is_flag=True, help="Move unpinned entries to their newest version.")
+@allow_unscanned_option
 @pass_app
-def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
+def lock_command(app: App, manifest_path: Path, upgrade: bool, allow_unscanned: bool) -> int:
     """Resolve civit.toml into civit.lock: version, file, SHA256, destination.
 
     Entries without a version pin keep the version the lock already has; --upgrade
@@ -65,7 +73,7 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool) -> int:
     """
     manifest = load_manifest(manifest_path)
     before = load_lock(manifest.lock_path)
-    after = lock(manifest, upgrade=upgrade, settings=app.settings)
+    after = lock(manifest, upgrade=upgrade, settings=app.settings, allow_unscanned=allow_unscanned)
     if before == after:
         say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0
@@ -112,6 +120,12 @@ def describe_entry(result: EntryResult) -> str:
     type=ExpandedPath(dir_okay=False, path_type=Path),
     help="Write a JSON report: per entry status, path, bytes, seconds, digests.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace files in the way that are not civit's downloads of the same model.",
+)
+@allow_unscanned_option
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
 @pass_app
 def install_command(
@@ -124,6 +138,8 @@ def install_command(
     store: Path | None,
     mirror: str | None,
     report: Path | None,
+    overwrite: bool,
+    allow_unscanned: bool,
     quiet: bool,
 ) -> int:
     """Install every file of civit.toml (locking it first unless --frozen), in parallel.
@@ -155,6 +171,8 @@ def install_command(
             mirror=mirror,
             progress=bar.update,
             on_result=finished,
+            overwrite=overwrite,
+            allow_unscanned=allow_unscanned,
         )
     finally:
         bar.close()

@@ -94,6 +94,8 @@ class FakeFile:
     Content lives in ``content``, or on disk at ``path`` for files too big for memory
     (then ``known_digests`` may carry precomputed digests to avoid reading it twice).
     ``fp`` and ``size`` may be ``None``: the record then omits those metadata keys.
+    ``pickle_scan``/``virus_scan`` are the record's scan verdicts (``None``: the
+    record omits the key).
     """
 
     id: int
@@ -105,6 +107,8 @@ class FakeFile:
     size: str | None = "pruned"
     primary: bool = False
     path: Path | None = None
+    pickle_scan: str | None = "Success"
+    virus_scan: str | None = "Success"
     known_digests: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @cached_property

@@ -29,15 +29,18 @@ def file_document(file: FakeFile, version: FakeVersion, api_url: str) -> dict[st
         "sizeKB": file.length / 1024,
         "name": file.name,
         "type": file.type,
-        "pickleScanResult": "Success",
+        "pickleScanResult": file.pickle_scan,
         "pickleScanMessage": "No Pickle imports",
-        "virusScanResult": "Success",
+        "virusScanResult": file.virus_scan,
         "virusScanMessage": None,
         "scannedAt": version.published_at,
         "metadata": file.metadata(),
         "hashes": file.hashes,
         "downloadUrl": _file_download_url(file, version, api_url),
     }
+    for key in ("pickleScanResult", "virusScanResult"):
+        if doc[key] is None:
+            del doc[key]
     if file.primary:
         doc["primary"] = True
     return doc
