@@ -3,6 +3,9 @@
 
 Usage: ``scripts/bench [--size 2G] [--runs 3] [--throttle 40m] [--keep] [--only GROUPS]``
 
+Groups: download, throttled, hash, install, startup (``civit --version`` and a
+``civit hash`` the hash cache answers, whole process, against ``python -c pass``).
+
 Everything happens on this machine, in ``bench/work/``:
 
 - missing tools (nginx, curl, aria2c, b3sum) are installed with apt where possible; a
@@ -54,7 +57,9 @@ UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 ALGORITHMS = ("sha256", "blake3", "crc32")
 # command → Debian package that provides it
 APT_PACKAGES = {"nginx": "nginx", "curl": "curl", "aria2c": "aria2", "b3sum": "b3sum"}
-GROUPS = ("download", "throttled", "hash", "install")
+GROUPS = ("download", "throttled", "hash", "install", "startup")
+# Start-up cases take tens of milliseconds: more runs make their median steady.
+STARTUP_RUNS_PER_RUN = 5
 INSTALL_FILES = 20
 FAKE_TOKEN = "bench-token"
 # A safety margin on top of the source file and one download of it.
@@ -600,11 +605,18 @@ TARGETS = (
     Target("civit8_throttled", "speedup_at_least", 6.0, "civit1_throttled"),
     Target("civit_hash", "ratio_at_most", 1.15, "hashlib_sha256"),
     Target("install_frozen", "seconds_under", 0.5),
+    Target("civit_version", "seconds_under", 0.10),
+    Target("civit_hash_cached", "seconds_under", 0.15),
     Target("civit1", "rss_under_mb", 150),
     Target("civit8", "rss_under_mb", 150),
 )
 # The reference each group's untargeted rows are compared with.
-GROUP_REFERENCE = {"download": "curl", "throttled": "aria2c", "hash": "hashlib_sha256"}
+GROUP_REFERENCE = {
+    "download": "curl",
+    "throttled": "aria2c",
+    "hash": "hashlib_sha256",
+    "startup": "python_startup",
+}
 
 
 @dataclass(frozen=True)
@@ -670,8 +682,8 @@ class Bench:
         env.update(
             CIVIT_CONFIG=str(self.paths.work / "no-config.toml"),
             CIVIT_CACHE_DIR=str(self.paths.scratch / "cache"),
-            **extra,
         )
+        env.update(extra)
         return env
 
     # -- checks --
@@ -803,6 +815,30 @@ class Bench:
             return [self.civit, "hash", "--algo", ",".join(ALGORITHMS), *flags, source], None
         note = "civit hash is not available: timed civit.hashing.hash_file in a subprocess"
         return [self.python, "-c", HASH_FILE_FALLBACK, source], note
+
+    # -- start-up cases --
+
+    def startup_env(self) -> dict[str, str]:
+        """A hash cache of its own, kept for the whole startup group."""
+        return self.civit_env(CIVIT_CACHE_DIR=str(self.paths.work / "startup-cache"))
+
+    def startup_command(self, argv: Sequence[str], expect: str) -> Run:
+        done = run_measured(argv, env=self.startup_env())
+        if failure := done.failure(argv[0]):
+            raise CaseError(failure)
+        if expect.lower() not in done.stdout.lower():
+            raise CaseError(f"{' '.join(argv[1:])} did not print {expect!r}")
+        return Run(done.seconds, done.peak_rss, done.steal)
+
+    def civit_hash_cached_argv(self) -> list[str]:
+        return [self.civit, "hash", "--algo", ",".join(ALGORITHMS), str(self.paths.source)]
+
+    def prime_hash_cache(self) -> None:
+        """Hash the source once, so the timed ``civit hash`` runs answer from the cache."""
+        remove(self.paths.work / "startup-cache")
+        done = run_measured(self.civit_hash_cached_argv(), env=self.startup_env())
+        if failure := done.failure("civit hash (to fill the cache)"):
+            raise CaseError(failure)
 
     def warm_source(self) -> None:
         """Read the source once so every hashing case starts from the page cache."""
@@ -1063,6 +1099,13 @@ def define_cases(bench: Bench, api_url: str, throttle: str) -> list[Case]:
         Case("b3sum", "hash", "b3sum",
              lambda: bench.hash_command(["b3sum", source], "blake3"), size),
         Case("install_frozen", "install", f"civit install --frozen, {INSTALL_FILES} files present"),
+        Case("python_startup", "startup", "python -c \"print('ok')\"",
+             lambda: bench.startup_command([bench.python, "-c", "print('ok')"], "ok")),
+        Case("civit_version", "startup", "civit --version",
+             lambda: bench.startup_command([bench.civit, "--version"], "civit, version")),
+        Case("civit_hash_cached", "startup", "civit hash SHA256+BLAKE3+CRC32, from the cache",
+             lambda: bench.startup_command(bench.civit_hash_cached_argv(),
+                                           bench.digests["blake3"])),
     ]  # fmt: skip
     for case in cases:
         tool = need.get(case.id)
@@ -1141,6 +1184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove(paths.scratch)
         remove(paths.nginx)
         remove(paths.work / "install")
+        remove(paths.work / "startup-cache")
         if not args.keep:
             remove(paths.serve)
             with contextlib.suppress(OSError):
@@ -1191,6 +1235,13 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
                 bench.warm_source()
             if group == "install":
                 install_case(bench, members[0], args.runs)
+            elif group == "startup":
+                try:
+                    bench.prime_hash_cache()
+                except CaseError as exc:
+                    for case in members:
+                        case.error = case.error or str(exc)
+                run_group(members, args.runs * STARTUP_RUNS_PER_RUN, say)
             else:
                 run_group(members, args.runs, say)
             settle(paths.out, paths.scratch)

@@ -7,50 +7,128 @@
 >>> civit.download(file, root="ComfyUI", layout="comfyui", client=client)  # doctest: +SKIP
 
 ``civit.testing.FakeCivitai`` is a loopback fake of the service for your own tests.
+
+The public names below are imported on first use (PEP 562), so ``import civit`` (and
+``civit --version``) does not pay for httpx, SQLite or the download engine until a
+program touches them. Type checkers see the ordinary imports under ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from civit._version import VERSION as __version__
-from civit.api import Client, DownloadLink, RetryPolicy
-from civit.config import Settings, load_settings
-from civit.downloader import DownloadResult, download, get, plan_target, write_info_sidecar
-from civit.errors import (
-    AuthError,
-    CivitError,
-    DiskSpaceError,
-    EarlyAccessError,
-    FileConflictError,
-    IntegrityError,
-    ManifestError,
-    NetworkError,
-    NotDownloadableError,
-    NotFoundError,
-    RateLimitError,
-    ResponseError,
-    ScanRefusedError,
-    UsageError,
-)
-from civit.hashcache import CacheOption, HashCache
-from civit.hashing import Digester, ProgressCallback, hash_file
-from civit.identification import (
-    FileCheck,
-    Identification,
-    identify,
-    identify_files,
-    verify,
-    verify_files,
-)
-from civit.image_resources import ImageResource, ImageResources, resources_from_image
-from civit.installer import EntryResult, InstallReport, install
-from civit.layout import LayoutChoice, detect_layout, safe_filename
-from civit.lockfile import Lock, LockedFile, load_lock
-from civit.manifest import Manifest, load_manifest, write_manifest
-from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
-from civit.refs import Ref, parse_ref
-from civit.resolution import lock
-from civit.select import Selection, explain_selection, newest_version, select_file
-from civit.updates import UpdateCheck, outdated
+
+if typing.TYPE_CHECKING:
+    from civit.api import Client, DownloadLink, RetryPolicy
+    from civit.config import Settings, load_settings
+    from civit.downloader import DownloadResult, download, get, plan_target, write_info_sidecar
+    from civit.errors import (
+        AuthError,
+        CivitError,
+        DiskSpaceError,
+        EarlyAccessError,
+        FileConflictError,
+        IntegrityError,
+        ManifestError,
+        NetworkError,
+        NotDownloadableError,
+        NotFoundError,
+        RateLimitError,
+        ResponseError,
+        ScanRefusedError,
+        UsageError,
+    )
+    from civit.hashcache import CacheOption, HashCache
+    from civit.hashing import Digester, ProgressCallback, hash_file
+    from civit.identification import (
+        FileCheck,
+        Identification,
+        identify,
+        identify_files,
+        verify,
+        verify_files,
+    )
+    from civit.image_resources import ImageResource, ImageResources, resources_from_image
+    from civit.installer import EntryResult, InstallReport, install
+    from civit.layout import LayoutChoice, detect_layout, safe_filename
+    from civit.lockfile import Lock, LockedFile, load_lock
+    from civit.manifest import Manifest, load_manifest, write_manifest
+    from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
+    from civit.refs import Ref, parse_ref
+    from civit.resolution import lock
+    from civit.select import Selection, explain_selection, newest_version, select_file
+    from civit.updates import UpdateCheck, outdated
+
+#: Where each public name lives, for :func:`__getattr__`.
+_EXPORTS = {
+    "Client": "civit.api",
+    "DownloadLink": "civit.api",
+    "RetryPolicy": "civit.api",
+    "Settings": "civit.config",
+    "load_settings": "civit.config",
+    "DownloadResult": "civit.downloader",
+    "download": "civit.downloader",
+    "get": "civit.downloader",
+    "plan_target": "civit.downloader",
+    "write_info_sidecar": "civit.downloader",
+    "AuthError": "civit.errors",
+    "CivitError": "civit.errors",
+    "DiskSpaceError": "civit.errors",
+    "EarlyAccessError": "civit.errors",
+    "FileConflictError": "civit.errors",
+    "IntegrityError": "civit.errors",
+    "ManifestError": "civit.errors",
+    "NetworkError": "civit.errors",
+    "NotDownloadableError": "civit.errors",
+    "NotFoundError": "civit.errors",
+    "RateLimitError": "civit.errors",
+    "ResponseError": "civit.errors",
+    "ScanRefusedError": "civit.errors",
+    "UsageError": "civit.errors",
+    "CacheOption": "civit.hashcache",
+    "HashCache": "civit.hashcache",
+    "Digester": "civit.hashing",
+    "ProgressCallback": "civit.hashing",
+    "hash_file": "civit.hashing",
+    "FileCheck": "civit.identification",
+    "Identification": "civit.identification",
+    "identify": "civit.identification",
+    "identify_files": "civit.identification",
+    "verify": "civit.identification",
+    "verify_files": "civit.identification",
+    "ImageResource": "civit.image_resources",
+    "ImageResources": "civit.image_resources",
+    "resources_from_image": "civit.image_resources",
+    "EntryResult": "civit.installer",
+    "InstallReport": "civit.installer",
+    "install": "civit.installer",
+    "LayoutChoice": "civit.layout",
+    "detect_layout": "civit.layout",
+    "safe_filename": "civit.layout",
+    "Lock": "civit.lockfile",
+    "LockedFile": "civit.lockfile",
+    "load_lock": "civit.lockfile",
+    "Manifest": "civit.manifest",
+    "load_manifest": "civit.manifest",
+    "write_manifest": "civit.manifest",
+    "File": "civit.records",
+    "Hashes": "civit.records",
+    "HashMatch": "civit.records",
+    "Model": "civit.records",
+    "ModelPage": "civit.records",
+    "Version": "civit.records",
+    "Ref": "civit.refs",
+    "parse_ref": "civit.refs",
+    "lock": "civit.resolution",
+    "Selection": "civit.select",
+    "explain_selection": "civit.select",
+    "newest_version": "civit.select",
+    "select_file": "civit.select",
+    "UpdateCheck": "civit.updates",
+    "outdated": "civit.updates",
+}
 
 __all__ = [
     "AuthError",
@@ -120,3 +198,16 @@ __all__ = [
     "write_info_sidecar",
     "write_manifest",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'civit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

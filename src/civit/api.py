@@ -13,7 +13,6 @@ Everything that talks to the API origin goes through :class:`Client`. It
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -117,6 +116,8 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(float(value), 0.0)
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form; it costs start-up time
+
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -17,8 +17,6 @@ from stat import S_ISREG
 from types import TracebackType
 from typing import Literal, TypeVar
 
-import filelock
-
 from civit.fsutil import cache_dir
 from civit.records import HASH_ALGORITHMS, parse_algorithms
 
@@ -237,7 +235,7 @@ class HashCache:
                 if _is_corrupt(exc):
                     connection.close()
                     self._connection = None
-                    with contextlib.suppress(sqlite3.Error, OSError, filelock.Timeout):
+                    with contextlib.suppress(sqlite3.Error, OSError):
                         self._rebuild()
                 return None
 
@@ -252,7 +250,7 @@ class HashCache:
                     raise
                 self._rebuild()
                 self._connection = self._connect()
-        except (sqlite3.Error, OSError, filelock.Timeout):
+        except (sqlite3.Error, OSError):
             # Do not wait out the timeout again on every file of a long run.
             self._unusable = True
             return None
@@ -277,11 +275,19 @@ class HashCache:
         """Delete the database if it is (still) unreadable.
 
         Another process may have rebuilt it meanwhile, hence the lock and second look.
+
+        Raises:
+            OSError: the lock is held past the timeout (or cannot be taken).
         """
-        with filelock.FileLock(f"{self.path}.lock", timeout=self.timeout):
-            if not self._healthy():
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        import filelock  # rarely needed: not worth its import time on every start
+
+        try:
+            with filelock.FileLock(f"{self.path}.lock", timeout=self.timeout):
+                if not self._healthy():
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        except filelock.Timeout as exc:
+            raise OSError(f"{self.path} is being rebuilt by another process") from exc
 
     def _healthy(self) -> bool:
         try:

@@ -7,7 +7,8 @@ exit code; tracebacks only with ``--verbose``.
 Commands are grouped by what they do: :mod:`~civit.cli.browse` (info, search),
 :mod:`~civit.cli.fetching` (get), :mod:`~civit.cli.projects` (lock, install),
 :mod:`~civit.cli.local_files` (hash, identify, verify), :mod:`~civit.cli.settings`
-(config). :mod:`~civit.cli.app` holds the root group and its global options,
+(config), each imported only when one of its commands runs. :mod:`~civit.cli.app`
+holds the root group, the options every command shares and the list of commands;
 :mod:`~civit.cli.output` how results are shown.
 """
 
@@ -19,40 +20,20 @@ from collections.abc import Sequence
 
 import click
 
-from civit.cli.app import cli
-from civit.cli.browse import info, search
-from civit.cli.fetching import get
-from civit.cli.library import outdated_command
-from civit.cli.local_files import hash_command, identify_command, verify_command
+from civit.cli.app import App, cli
 from civit.cli.output import prepare_console, say
-from civit.cli.projects import install_command, lock_command
-from civit.cli.settings import config
 from civit.errors import CivitError
 
 __all__ = ["cli", "main"]
-
-for _command in (
-    info,
-    search,
-    get,
-    lock_command,
-    install_command,
-    hash_command,
-    identify_command,
-    verify_command,
-    outdated_command,
-    config,
-):
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: run ``civit`` and exit with its documented code."""
     prepare_console()
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in args or "--verbose" in args
+    app = App()
     try:
-        code = cli.main(args=args, prog_name="civit", standalone_mode=False)
+        code = cli.main(args=args, prog_name="civit", standalone_mode=False, obj=app)
     except click.exceptions.Abort:
         say("civit: interrupted")
         sys.exit(130)
@@ -60,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except CivitError as exc:
-        if verbose:
+        if app.verbose or "-v" in args or "--verbose" in args:
             traceback.print_exc()
         say(f"civit: error: {exc}")
         sys.exit(exc.exit_code)
@@ -68,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         say("civit: interrupted; run the same command again to resume")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        if verbose:
+        if app.verbose or "-v" in args or "--verbose" in args:
             traceback.print_exc()
         say(f"civit: internal error: {type(exc).__name__}: {exc} (run with --verbose)")
         sys.exit(1)

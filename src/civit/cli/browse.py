@@ -6,7 +6,7 @@ import click
 
 from civit import records
 from civit.api import Client
-from civit.cli.app import App, json_option, pass_app
+from civit.cli.app import App, command, pass_app
 from civit.cli.output import echo, echo_json, format_table, say
 from civit.errors import CivitError
 from civit.refs import Ref, parse_ref
@@ -66,11 +66,10 @@ def _model_for(client: Client, ref: Ref) -> tuple[records.Model, int | None]:
     return client.get_model(ref.model_id), ref.version_id
 
 
-@click.command()
+@command()
 @click.argument("ref")
-@json_option
 @pass_app
-def info(app: App, ref: str, as_json: bool) -> int:
+def info(app: App, ref: str) -> int:
     """Show a model, its versions and files.
 
     REF is a model id (827184), model@version (827184@2514310), a civitai.com URL, an
@@ -81,7 +80,7 @@ def info(app: App, ref: str, as_json: bool) -> int:
     model, version_id = _model_for(app.client, parsed)
     if version_id is not None and not any(v.id == version_id for v in model.versions):
         raise CivitError(f"model {model.id} has no version {version_id}")
-    if as_json:
+    if app.json:
         echo_json(records.as_json(model))
     else:
         echo(render_model(model, only_version=version_id))
@@ -95,7 +94,7 @@ def _newest_base_model(model: records.Model) -> str:
     return (model.versions[0].base_model or "") if model.versions else ""
 
 
-@click.command()
+@command()
 @click.argument("query", required=False)
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Model type, repeatable.")
 @click.option("--base-model", "base_models", multiple=True, metavar="B", help="Repeatable.")
@@ -105,7 +104,6 @@ def _newest_base_model(model: records.Model) -> str:
 @click.option("--period", type=click.Choice(["AllTime", "Year", "Month", "Week", "Day"]))
 @click.option("--nsfw", is_flag=True, default=None, help="Include mature content.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@json_option
 @pass_app
 def search(
     app: App,
@@ -118,7 +116,6 @@ def search(
     period: str | None,
     nsfw: bool | None,
     limit: int,
-    as_json: bool,
 ) -> int:
     """Search Civitai's models (cursor-paged, so any --limit works)."""
     models = list(
@@ -134,7 +131,7 @@ def search(
             nsfw=nsfw,
         )
     )
-    if as_json:
+    if app.json:
         echo_json([records.as_json(model) for model in models])
         return 0
     if not models:

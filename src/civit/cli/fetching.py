@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from civit.cli.app import App, ExpandedPath, json_option, pass_app
-from civit.cli.output import ProgressBars, echo_json, say
+from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.output import echo_json, say
+from civit.cli.progress import Progress
 from civit.config import Settings
 from civit.downloader import DownloadResult, download, plan_target
 from civit.downloader import get as get_ref
@@ -42,7 +43,7 @@ def choose_destination(
     return {"root": root, "layout": chosen}
 
 
-@click.command()
+@command()
 @click.argument("refs", nargs=-1, required=True, metavar="REF...|FILE...")
 @click.option(
     "--root",
@@ -89,8 +90,6 @@ def choose_destination(
     help="The arguments are images or workflows: get the models they were made with.",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded, and where.")
-@json_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 @pass_app
 def get(
     app: App,
@@ -111,8 +110,6 @@ def get(
     write_info: bool,
     from_images: bool,
     dry_run: bool,
-    as_json: bool,
-    quiet: bool,
 ) -> int:
     """Download models, verified against Civitai's hashes, into WebUI folders.
 
@@ -137,7 +134,7 @@ def get(
     .json. Every resource it names is looked up on Civitai (hashes by hash,
     versions by id) and reported, found or not; exit 4 if none is found.
     """
-    bars = ProgressBars(quiet=quiet or as_json)
+    progress = Progress(quiet=app.quiet)
     selection = {"type": file_type, "format": file_format, "fp": fp, "size": file_size}
     transfer: dict[str, Any] = {
         "connections": connections or app.settings.connections,
@@ -157,10 +154,8 @@ def get(
             where,
             selection,
             transfer,
-            bars,
+            progress,
             dry_run=dry_run,
-            as_json=as_json,
-            quiet=quiet,
         )
     parsed = [parse_ref(ref) for ref in refs]  # reject typos before downloading anything
     app.adopt_pasted_token(refs)
@@ -178,7 +173,7 @@ def get(
                 size=file_size,
                 name=name,
                 write_info=write_info,
-                progress=bars.for_file(str(ref)),
+                progress=progress.track(str(ref)),
                 **transfer,
                 **where,
             )
@@ -189,9 +184,9 @@ def get(
             say(f"civit: error: {shown}: {exc}")
             continue
         documents.append({"ref": redact_ref(text), **result.as_json()})
-        if not quiet and not as_json:
+        if not app.quiet and not app.json:
             say(describe_result(result))
-    if as_json:
+    if app.json:
         echo_json(documents)
     return exit_code
 
@@ -202,11 +197,9 @@ def get_from_images(
     where: dict[str, Any],
     selection: dict[str, str | None],
     transfer: dict[str, Any],
-    bars: ProgressBars,
+    progress: Progress,
     *,
     dry_run: bool,
-    as_json: bool,
-    quiet: bool,
 ) -> int:
     """``civit get --from``: report each image's resources, then fetch the found ones."""
     documents: list[dict[str, object]] = []
@@ -225,20 +218,22 @@ def get_from_images(
             continue
         document["resources"] = [resource.as_json() for resource in image.resources]
         found_any = found_any or bool(wanted)
-        if not as_json:
+        if not app.json:
             for line in describe_image(image.path, image.keys, image.resources):
                 say(line)
         results = document["files"] = []
         for resource, file in wanted:
-            outcome = _fetch_resource(app, resource, file, where, transfer, bars, dry_run=dry_run)
+            outcome = _fetch_resource(
+                app, resource, file, where, transfer, progress, dry_run=dry_run
+            )
             results.append(outcome)
             code = outcome.get("exit_code")
             if isinstance(code, int):
                 exit_code = exit_code or code
-            if not as_json and (not quiet or "exit_code" in outcome):
+            if not app.json and (not app.quiet or "exit_code" in outcome):
                 say(str(outcome.pop("message")))
             outcome.pop("message", None)
-    if as_json:
+    if app.json:
         echo_json(documents)
     if not found_any and not exit_code:
         exit_code = NotFoundError.exit_code
@@ -252,7 +247,7 @@ def _fetch_resource(
     file: File,
     where: dict[str, Any],
     transfer: dict[str, Any],
-    bars: ProgressBars,
+    progress: Progress,
     *,
     dry_run: bool,
 ) -> dict[str, object]:
@@ -273,8 +268,9 @@ def _fetch_resource(
                 "status": "planned",
                 "message": f"would download {label}: {file.name} ({size}) -> {target}",
             }
-        progress = bars.for_file(file.name)
-        result = download(file, client=app.client, progress=progress, **where, **transfer)
+        result = download(
+            file, client=app.client, progress=progress.track(file.name), **where, **transfer
+        )
     except CivitError as exc:
         return {
             "file_id": file.id,

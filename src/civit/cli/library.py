@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from civit.cli.app import App, json_option, pass_app
-from civit.cli.output import ByteBar, count_files, echo, echo_json, say
+from civit.cli.app import App, command, pass_app
+from civit.cli.output import count_files, echo, echo_json, say
+from civit.cli.progress import Progress
 from civit.errors import UsageError
 from civit.manifest import load_manifest
 from civit.records import Version
@@ -57,7 +58,7 @@ def _ignored_models(app: App, lock_path: Path | None) -> tuple[int, ...]:
     return (*app.settings.outdated_ignore, *from_manifest)
 
 
-@click.command("outdated")
+@command("outdated")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--lock",
@@ -65,11 +66,8 @@ def _ignored_models(app: App, lock_path: Path | None) -> tuple[int, ...]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Check the entries of this civit.lock (nothing is hashed).",
 )
-@json_option
 @pass_app
-def outdated_command(
-    app: App, paths: tuple[Path, ...], lock_path: Path | None, as_json: bool
-) -> int:
+def outdated_command(app: App, paths: tuple[Path, ...], lock_path: Path | None) -> int:
     """Which of your models have a newer version for the same base model.
 
     Files are identified by hash (one request for all of them; the hash cache answers
@@ -99,14 +97,18 @@ def outdated_command(
                 hint="pass a WebUI folder or model files, or --lock civit.lock",
             )
     ignore = _ignored_models(app, lock_path)
-    with ByteBar("identify") as bar:
+    with Progress(quiet=app.quiet) as progress:
         checks = outdated(
-            paths, lock=lock_path, ignore=ignore, client=app.client, progress=bar.update
+            paths,
+            lock=lock_path,
+            ignore=ignore,
+            client=app.client,
+            progress=progress.track("identify", delay=0.5, leave=False),
         )
     for check in checks:
         if check.status == "error":
             say(f"civit: error: {check.reason}")
-    if as_json:
+    if app.json:
         echo_json([check.as_json() for check in checks])
     else:
         for check in checks:

@@ -1,22 +1,30 @@
-"""Local model files: ``civit hash``, ``civit identify`` and ``civit verify``."""
+"""Local model files: ``civit hash``, ``civit identify`` and ``civit verify``.
+
+``civit hash`` must start fast (it often answers from the hash cache in milliseconds),
+so what only identify and verify need (the API client, the download engine) is
+imported inside those commands.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from civit.cli.app import App, ExpandedPath, json_option, pass_app
-from civit.cli.output import ByteBar, count_files, echo, echo_json, say
-from civit.downloader import write_info_sidecar
+from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.output import count_files, echo, echo_json, say
+from civit.cli.progress import Progress
 from civit.hashing import (
     MODEL_EXTENSIONS,
     hash_files,
     iter_model_files,
 )
-from civit.identification import Identification, identify_files, verify_files
 from civit.records import parse_algorithms
+
+if TYPE_CHECKING:
+    from civit.identification import Identification
 
 DIGEST_WIDTHS = {"sha256": 64, "blake3": 64, "crc32": 8, "autov1": 8, "autov2": 10, "autov3": 12}
 
@@ -49,7 +57,7 @@ def _warn_about_empty_folders(paths: Sequence[Path], files: Sequence[Path]) -> N
             say(f"civit: {folder}: no model files in it ({extensions})")
 
 
-@click.command("hash")
+@command("hash")
 @click.argument(
     "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
 )
@@ -62,8 +70,8 @@ def _warn_about_empty_folders(paths: Sequence[Path], files: Sequence[Path]) -> N
     help="Comma-separated: sha256, blake3, crc32, autov1, autov2, autov3, or all.",
 )
 @click.option("--no-cache", is_flag=True, help="Read every byte; neither use nor fill the cache.")
-@json_option
-def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_json: bool) -> int:
+@pass_app
+def hash_command(app: App, paths: tuple[Path, ...], algorithms: str, no_cache: bool) -> int:
     """Print Civitai's digests of local files; folders are searched for model files.
 
     One algorithm prints "<digest>  <path>" lines like sha256sum (so sha256sum -c
@@ -80,21 +88,23 @@ def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_js
     wanted = parse_algorithms(algorithms)
     files = iter_model_files(paths)
     _warn_about_empty_folders(paths, files)
-    total = sum(path.stat().st_size for path in files if path.is_file())
     table = len(wanted) > 1
     documents: list[dict[str, object]] = []
     failed = False
-    with ByteBar("hash", total) as bar:
-        if table and not as_json and files:
+    with Progress(quiet=app.quiet) as progress:
+        if table and not app.json and files:
             header = [name.upper().ljust(DIGEST_WIDTHS[name]) for name in wanted]
-            bar.print("  ".join([*header, "PATH"]))
+            progress.result("  ".join([*header, "PATH"]))
         for found in hash_files(
-            files, wanted, cache=False if no_cache else None, progress=bar.update
+            files,
+            wanted,
+            cache=False if no_cache else None,
+            progress=progress.track("hash", delay=0.5, leave=False),
         ):
             if found.error is not None:
                 failed = True
                 documents.append({"path": str(found.path), "error": str(found.error)})
-                bar.print(f"civit: error: {found.error}", err=True)
+                progress.message(f"civit: error: {found.error}")
                 continue
             documents.append(
                 {
@@ -104,13 +114,13 @@ def hash_command(paths: tuple[Path, ...], algorithms: str, no_cache: bool, as_js
                     "cached": found.cached,
                 }
             )
-            if as_json:
+            if app.json:
                 continue
             if table:
-                bar.print(digest_row(wanted, found.digests, str(found.path)))
+                progress.result(digest_row(wanted, found.digests, str(found.path)))
             else:
-                bar.print(checksum_line(found.digests[wanted[0]], found.path))
-    if as_json:
+                progress.result(checksum_line(found.digests[wanted[0]], found.path))
+    if app.json:
         echo_json(documents)
     return 1 if failed else 0
 
@@ -133,7 +143,7 @@ def render_identification(found: Identification) -> list[str]:
     return lines
 
 
-@click.command("identify")
+@command("identify")
 @click.argument(
     "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
 )
@@ -143,9 +153,8 @@ def render_identification(found: Identification) -> list[str]:
     help="Write <file>.civitai.info (the version record, as A1111/Forge extensions read "
     "it) beside each known file.",
 )
-@json_option
 @pass_app
-def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_json: bool) -> int:
+def identify_command(app: App, paths: tuple[Path, ...], write_info: bool) -> int:
     """Tell what local model files are: model, version, type, base model, page.
 
     Files are looked up on Civitai by SHA256: one request for a whole folder, then
@@ -158,21 +167,26 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_jso
       civit identify mystery.safetensors
       civit identify ~/stable-diffusion-webui/models/Lora --write-info
     """
-    with ByteBar("identify") as bar:
-        results = identify_files(paths, client=app.client, progress=bar.update)
+    from civit.downloader import write_info_sidecar
+    from civit.identification import identify_files
+
+    with Progress(quiet=app.quiet) as progress:
+        results = identify_files(
+            paths, client=app.client, progress=progress.track("identify", delay=0.5, leave=False)
+        )
     documents = []
     for found in results:
         document = found.as_json()
         if found.error is not None:
             say(f"civit: error: {found.error}")
-        elif not as_json:
+        elif not app.json:
             echo("\n".join(render_identification(found)))
         if write_info and found.version is not None:
             document["info"] = str(write_info_sidecar(found.path, found.version))
-            if not as_json:
+            if not app.json:
                 say(f"  wrote {document['info']}")
         documents.append(document)
-    if as_json:
+    if app.json:
         echo_json(documents)
     known = sum(found.status == "known" for found in results)
     failed = sum(found.status == "error" for found in results)
@@ -184,7 +198,7 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool, as_jso
 VERIFY_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "unknown": "unknown", "error": "ERROR"}
 
 
-@click.command("verify")
+@command("verify")
 @click.argument("paths", nargs=-1, type=ExpandedPath(path_type=Path, literal_first=True))
 @click.option(
     "--lock",
@@ -193,10 +207,9 @@ VERIFY_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "unknown": "unknown", "erro
     help="Compare with this civit.lock, offline. Without PATHs: every file it names.",
 )
 @click.option("--no-cache", is_flag=True, help="Re-read every byte (finds silent disk damage).")
-@json_option
 @pass_app
 def verify_command(
-    app: App, paths: tuple[Path, ...], lock_path: Path | None, no_cache: bool, as_json: bool
+    app: App, paths: tuple[Path, ...], lock_path: Path | None, no_cache: bool
 ) -> int:
     """Check that local model files are intact: ok, MISMATCH or unknown per file.
 
@@ -220,20 +233,22 @@ def verify_command(
       civit verify --lock civit.lock                  every locked file, offline
       civit verify ~/.cache/civit-store --no-cache    re-read every store entry
     """
-    with ByteBar("verify") as bar:
+    from civit.identification import verify_files
+
+    with Progress(quiet=app.quiet) as progress:
         results = verify_files(
             paths,
             lock=lock_path,
             client=app.client,
             cache=False if no_cache else None,
-            progress=bar.update,
+            progress=progress.track("verify", delay=0.5, leave=False),
         )
     for check in results:
         if check.status == "error":
             say(f"civit: error: {check.reason}")
-        elif not as_json:
+        elif not app.json:
             echo(f"{VERIFY_LABELS[check.status]:8}  {check.path}: {check.reason}")
-    if as_json:
+    if app.json:
         echo_json([check.as_json() for check in results])
     counts = {status: sum(c.status == status for c in results) for status in VERIFY_LABELS}
     exit_code = 7 if counts["mismatch"] else 1 if counts["error"] else 0

@@ -1,4 +1,7 @@
-"""How the CLI talks to people: messages on stderr, JSON on stdout, tables, progress bars."""
+"""How the CLI talks to people: messages on stderr, JSON on stdout, tables.
+
+Progress bars and lines live in :mod:`civit.cli.progress`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,10 @@ import contextlib
 import json
 import re
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TextIO
 
 import click
-from tqdm import tqdm
 
 # What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
 # controls (8-bit CSI, OSC...), and the bidi marks, embeddings, overrides and isolates
@@ -93,119 +94,6 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-class ProgressBars:
-    """tqdm bars on stderr, one line per file; silent off a terminal or with --quiet."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.disable: bool | None = True if quiet else None
-        self.lock = threading.Lock()
-
-    def for_file(self, name: str) -> Callable[[int, int | None], None]:
-        bar: tqdm | None = None
-
-        def update(done: int, total: int | None) -> None:
-            nonlocal bar
-            with self.lock:
-                if bar is None:
-                    bar = tqdm(
-                        total=total,
-                        initial=done,
-                        desc=printable(name if len(name) <= 40 else name[:39] + "…"),
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        file=sys.stderr,
-                        disable=self.disable,
-                        leave=True,
-                        dynamic_ncols=True,
-                    )
-                bar.update(done - bar.n)
-                if total is not None and done >= total:
-                    bar.close()
-
-        return update
-
-
-class TotalBar:
-    """One tqdm bar over every byte a parallel install fetches; silent off a terminal."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.disable: bool | None = True if quiet else None
-        self.lock = threading.Lock()
-        self.bar: tqdm | None = None
-
-    def update(self, done: int, total: int | None) -> None:
-        with self.lock:
-            if self.bar is None:
-                self.bar = tqdm(
-                    total=total,
-                    desc="install",
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    file=sys.stderr,
-                    disable=self.disable,
-                    dynamic_ncols=True,
-                )
-            if self.bar.total != total:
-                self.bar.total = total
-            self.bar.update(done - self.bar.n)
-
-    def message(self, text: str) -> None:
-        """Print a line above the bar without tearing it."""
-        with self.lock:
-            if self.bar is None or self.bar.disable:
-                say(text)
-            else:
-                tqdm.write(printable(text), file=sys.stderr)
-
-    def close(self) -> None:
-        with self.lock:
-            if self.bar is not None:
-                self.bar.close()
-
-
 def count_files(count: int) -> str:
     """``1 file``, ``6 files``."""
     return f"{count} file" if count == 1 else f"{count} files"
-
-
-class ByteBar:
-    """One tqdm bar on stderr over the bytes a hashing job reads.
-
-    It shows only on a terminal and only after half a second, so small jobs never
-    draw it; lines printed through :meth:`print` do not tear it.
-    """
-
-    def __init__(self, desc: str, total: int | None = None) -> None:
-        self.bar = tqdm(
-            total=total,
-            desc=printable(desc),
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=sys.stderr,
-            disable=None,
-            delay=0.5,
-            leave=False,
-            dynamic_ncols=True,
-        )
-
-    def __enter__(self) -> ByteBar:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.bar.close()
-
-    def update(self, done: int, total: int | None) -> None:
-        """Set the position (the library's ``progress(done, total)`` callback)."""
-        if total is not None and self.bar.total != total:
-            self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def print(self, line: str, *, err: bool = False) -> None:
-        """A result line on stdout, or a message on stderr (``err=True``)."""
-        tqdm.write(printable(line), file=sys.stderr if err else sys.stdout)
-
-
-#: Hex digits per digest, for the table of ``civit hash --algo LIST``.

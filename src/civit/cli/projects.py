@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from civit.cli.app import App, ExpandedPath, pass_app
-from civit.cli.output import TotalBar, count_files, say
+from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.output import count_files, say
+from civit.cli.progress import Progress
 from civit.fsutil import atomic_write, human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
@@ -60,7 +61,7 @@ def describe_lock_change(change: LockChange) -> str:
     return line
 
 
-@click.command("lock")
+@command("lock")
 @manifest_option
 @click.option("--upgrade", is_flag=True, help="Move unpinned entries to their newest version.")
 @allow_unscanned_option
@@ -95,7 +96,7 @@ def describe_entry(result: EntryResult) -> str:
     return f"installed {result.path} ({size}{via}, {result.seconds:.1f} s)"
 
 
-@click.command("install")
+@command("install")
 @manifest_option
 @click.option(
     "--frozen",
@@ -126,7 +127,6 @@ def describe_entry(result: EntryResult) -> str:
     help="Replace files in the way that are not civit's downloads of the same model.",
 )
 @allow_unscanned_option
-@click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary.")
 @pass_app
 def install_command(
     app: App,
@@ -140,7 +140,6 @@ def install_command(
     report: Path | None,
     overwrite: bool,
     allow_unscanned: bool,
-    quiet: bool,
 ) -> int:
     """Install every file of civit.toml (locking it first unless --frozen), in parallel.
 
@@ -153,11 +152,11 @@ def install_command(
       civit install --frozen --jobs 8         CI: exactly what civit.lock says
       civit install --frozen --store ~/.cache/civit-store --report install.json
     """
-    bar = TotalBar(quiet=quiet)
+    progress = Progress(quiet=app.quiet)
 
     def finished(result: EntryResult) -> None:
-        if result.status == "failed" or (result.status == "installed" and not quiet):
-            bar.message(describe_entry(result))
+        if result.status == "failed" or (result.status == "installed" and not app.quiet):
+            progress.message(describe_entry(result))
 
     try:
         outcome = install_manifest(
@@ -169,13 +168,13 @@ def install_command(
             connections=connections,
             store=store,
             mirror=mirror,
-            progress=bar.update,
+            progress=progress.track("install"),
             on_result=finished,
             overwrite=overwrite,
             allow_unscanned=allow_unscanned,
         )
     finally:
-        bar.close()
+        progress.close()
     if report is not None:
         document = json.dumps(outcome.as_json(), indent=2, ensure_ascii=False) + "\n"
         atomic_write(report, document.encode())

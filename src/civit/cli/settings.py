@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import click
 
-from civit.cli.app import App, json_option, pass_app
+from civit.cli.app import App, command, group, pass_app
 from civit.cli.output import echo_json
 from civit.config import config_path
 
 # -- config -------------------------------------------------------------------------
 
 
-@click.group()
+@group()
 def config() -> None:
     """Show where settings come from (flag > env > config file > default)."""
 
 
-@config.command("path")
-def config_path_command() -> int:
+@command("path")
+@pass_app
+def config_path_command(app: App) -> int:
     """Print the config file's path."""
-    click.echo(str(config_path()))
+    if app.json:
+        echo_json({"path": str(config_path())})
+    else:
+        click.echo(str(config_path()))
     return 0
 
 
-@config.command("show")
-@json_option
+@command("show")
 @pass_app
-def config_show(app: App, as_json: bool) -> int:
+def config_show(app: App) -> int:
     """Print the effective settings; the token is shown only as set/unset."""
     settings = app.settings
     values: dict[str, object] = {
@@ -43,7 +46,7 @@ def config_show(app: App, as_json: bool) -> int:
         "mirror": settings.mirror,
         "store": str(settings.store) if settings.store else None,
     }
-    if as_json:
+    if app.json:
         echo_json({"settings": values, "sources": dict(settings.sources)})
         return 0
     for name, value in values.items():
@@ -51,3 +54,7 @@ def config_show(app: App, as_json: bool) -> int:
         suffix = f"  ({source})" if source else ""
         click.echo(f"{name:14} {'' if value is None else value}{suffix}")
     return 0
+
+
+config.add_command(config_path_command)
+config.add_command(config_show)
