@@ -40,6 +40,7 @@ if typing.TYPE_CHECKING:
         ScanRefusedError,
         UsageError,
     )
+    from civit.freezing import FreezeResult, FrozenFile, freeze
     from civit.hashcache import CacheOption, HashCache
     from civit.hashing import Digester, ProgressCallback, hash_file
     from civit.identification import (
@@ -87,6 +88,9 @@ _EXPORTS = {
     "ResponseError": "civit.errors",
     "ScanRefusedError": "civit.errors",
     "UsageError": "civit.errors",
+    "FreezeResult": "civit.freezing",
+    "FrozenFile": "civit.freezing",
+    "freeze": "civit.freezing",
     "CacheOption": "civit.hashcache",
     "HashCache": "civit.hashcache",
     "Digester": "civit.hashing",
@@ -144,6 +148,8 @@ __all__ = [
     "File",
     "FileCheck",
     "FileConflictError",
+    "FreezeResult",
+    "FrozenFile",
     "HashCache",
     "HashMatch",
     "Hashes",
@@ -177,6 +183,7 @@ __all__ = [
     "detect_layout",
     "download",
     "explain_selection",
+    "freeze",
     "get",
     "hash_file",
     "identify",

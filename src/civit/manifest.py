@@ -23,6 +23,7 @@ Manifest (``civit.toml``)::
     [[model]]
     ref = "827184"            # anything `civit get` accepts: id, id@version, URL, AIR, hash
     fp = "fp16"               # optional file selection: type, format, fp, size
+    # file_id = 2402204       # or exactly this file of a pinned version (ref = "827184@...")
     dest = "models/loras/style"   # optional: relative to root (else to this file)
     name = "wai.safetensors"      # optional: save under this name
     overwrite = true              # optional: replace whatever file is at its path
@@ -101,6 +102,7 @@ _SETTINGS_KEYS = (
 )
 _ENTRY_KEYS = (
     "ref",
+    "file_id",
     "type",
     "format",
     "fp",
@@ -157,6 +159,7 @@ class ModelEntry:
     name: str | None = None
     overwrite: bool = False
     allow_unscanned: bool = False
+    file_id: int | None = None
 
     @property
     def label(self) -> str:
@@ -359,6 +362,7 @@ def _parse_entry(
         parsed = parse_ref(ref)
     except UsageError as exc:
         raise where.error(exc.message) from exc
+    file_id = _file_id(table, parsed, where)
     size = _text(table, "size", where)
     if size is not None and size.lower() not in _SIZES:
         raise where.error(f"size must be pruned or full, not {size!r}")
@@ -380,7 +384,24 @@ def _parse_entry(
         name=name,
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
+        file_id=file_id,
     )
+
+
+def _file_id(table: Mapping[str, Any], parsed: Ref, where: _Where) -> int | None:
+    """``file_id``: exactly one file of the version the ref pins (``civit freeze``
+    writes it), so it needs a version pin and excludes the selection keys."""
+    value = table.get("file_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise where.error(f"file_id must be a file id (a whole number), not {value!r}")
+    if parsed.version_id is None:
+        raise where.error("file_id needs a ref with a version", hint='write ref = "MODEL@VERSION"')
+    selection = [key for key in ("type", "format", "fp", "size") if key in table]
+    if selection:
+        raise where.error(f"file_id names one file; drop {', '.join(selection)}")
+    return value
 
 
 def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +103,12 @@ class _Resolver:
         upgrade: bool,
         cache: HashCache | None,
         allow_unscanned: bool = False,
+        known: Mapping[int, Version] | None = None,
     ) -> None:
         self.manifest = manifest
         self.client = client
         self.allow_unscanned = allow_unscanned or manifest.settings.allow_unscanned
+        self.known = known or {}
         self.pins = {} if upgrade else _previous_pins(previous)
         self.sizes = {f.file_id: f.size for f in previous.files if f.size} if previous else {}
         self.cache = cache
@@ -129,6 +131,9 @@ class _Resolver:
             return self._layout
 
     def version_for(self, entry: ModelEntry) -> Version:
+        pinned = entry.parsed.version_id
+        if pinned is not None and pinned in self.known:
+            return self.known[pinned]
         api = self.client.get()
         key = _pin_key(entry.parsed)
         kept = self.pins.get(key) if key is not None else None
@@ -157,7 +162,7 @@ class _Resolver:
             ref = entry.parsed
             filters = (entry.type, entry.format, entry.fp, entry.size)
             hashed = version.file_with_hash(ref.hash) if ref.hash is not None else None
-            file_id = hashed.id if hashed is not None else ref.file_id
+            file_id = entry.file_id or (hashed.id if hashed is not None else ref.file_id)
             file = select_file(
                 version,
                 type=entry.type or ref.type,
@@ -210,7 +215,23 @@ def resolve_lock(
     upgrade: bool,
     cache: HashCache | None,
     allow_unscanned: bool = False,
+    known: Mapping[int, Version] | None = None,
 ) -> Lock:
+    """Resolve ``manifest``'s entries (or keep ``previous`` when made from it).
+
+    Args:
+        manifest: the manifest.
+        client: where API calls go, made on first use.
+        previous: the lock as it is, if any (its pins and sizes are kept).
+        upgrade: move unpinned entries to their newest version.
+        cache: hash cache for the exact sizes of files already present.
+        allow_unscanned: accept files whose Civitai scans did not pass.
+        known: version records already at hand, by id: pinned entries use them
+            instead of asking the API (``civit freeze`` identified them a moment ago).
+
+    Returns:
+        The lock.
+    """
     if previous is not None and previous.manifest_hash == manifest.content_hash and not upgrade:
         return previous
     resolver = _Resolver(
@@ -220,6 +241,7 @@ def resolve_lock(
         upgrade=upgrade,
         cache=cache,
         allow_unscanned=allow_unscanned,
+        known=known,
     )
     workers = max(1, min(MAX_RESOLVERS, len(manifest.entries)))
     with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:

@@ -46,6 +46,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 #: do not load httpx or the download engine.
 COMMANDS = {
     "config": "civit.cli.settings:config",
+    "freeze": "civit.cli.library:freeze_command",
     "get": "civit.cli.fetching:get",
     "hash": "civit.cli.local_files:hash_command",
     "identify": "civit.cli.local_files:identify_command",

@@ -1,4 +1,4 @@
-"""The models you already have: ``civit outdated``."""
+"""The models you already have: ``civit freeze`` and ``civit outdated``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,75 @@ from pathlib import Path
 
 import click
 
-from civit.cli.app import App, command, pass_app
+from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.output import count_files, echo, echo_json, say
 from civit.cli.progress import Progress
 from civit.errors import UsageError
+from civit.freezing import freeze
+from civit.layout import LAYOUTS
 from civit.manifest import load_manifest
 from civit.records import Version
 from civit.updates import UpdateCheck, outdated
+
+
+@command("freeze")
+@click.argument(
+    "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
+)
+@click.option(
+    "-f",
+    "--file",
+    "manifest_path",
+    type=ExpandedPath(dir_okay=False, path_type=Path),
+    default=Path("civit.toml"),
+    show_default=True,
+    help="Where to write the manifest; civit.lock goes beside it.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", *LAYOUTS]),
+    default="auto",
+    show_default=True,
+    help="The root's layout (auto: detect it; flat when no WebUI is found).",
+)
+@pass_app
+def freeze_command(app: App, paths: tuple[Path, ...], manifest_path: Path, layout: str) -> int:
+    """Write civit.toml + civit.lock pinning every model file you have.
+
+    Each file Civitai knows (by SHA256: one request for all, the hash cache answers
+    for files it has seen) becomes a pinned [[model]] keeping its folder and name;
+    copy both files anywhere and `civit install --frozen` reinstalls the same bytes
+    at the same paths. Files Civitai does not know are listed here and as comments in
+    the manifest. Running it again on an unchanged library changes nothing.
+
+    \b
+    Examples:
+      civit freeze ~/ComfyUI                  the whole install (root and layout detected)
+      civit freeze ~/ComfyUI/models/loras -f loras.toml
+      git add civit.toml civit.lock           then elsewhere: civit install --frozen
+    """
+    with Progress(quiet=app.quiet) as progress:
+        result = freeze(
+            paths,
+            manifest=manifest_path,
+            layout=layout,  # type: ignore[arg-type]
+            client=app.client,
+            progress=progress.track("identify", delay=0.5, leave=False),
+        )
+    for path, _ in result.unknown:
+        say(f"not on Civitai (left out): {path}")
+    for path, why in result.skipped:
+        say(f"not frozen: {path}: {why}")
+    changed = result.manifest_written or result.lock_written
+    verb = "wrote" if changed else "unchanged:"
+    left_out = len(result.unknown) + len(result.skipped)
+    say(
+        f"{verb} {result.manifest} and {result.lock.name}: {count_files(len(result.frozen))} "
+        f"pinned under {result.root} ({result.layout})"
+        + (f"; {left_out} left out" if left_out else "")
+    )
+    return 0
+
 
 #: How the summary line names each status.
 OUTDATED_LABELS = {
