@@ -15,6 +15,7 @@ from civit.config import (
     set_variable_hint,
     toml_error_hint,
 )
+from civit.downloader import long_path_warning
 from civit.errors import ManifestError, UsageError
 from civit.manifest import load_manifest
 
@@ -156,3 +157,12 @@ def test_hash_keeps_a_local_file_named_like_a_variable(
 )
 def test_hints_set_variables_the_way_the_platform_does(platform: str, expected: str) -> None:
     assert set_variable_hint("CIVITAI_API_TOKEN", platform=platform) == expected
+
+
+def test_long_path_warning_only_near_the_windows_limit(tmp_path: Path) -> None:
+    short = tmp_path / "model.safetensors"
+    deep = tmp_path / ("d" * max(1, 245 - len(str(tmp_path)))) / "model.safetensors"
+    assert long_path_warning(short, platform="win32") is None
+    warning = long_path_warning(deep, platform="win32")
+    assert warning is not None and "260" in warning and "--name" in warning
+    assert long_path_warning(deep, platform="linux") is None

@@ -10,6 +10,7 @@ import click
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.output import count_files, say
 from civit.cli.progress import Progress
+from civit.downloader import long_path_warning
 from civit.fsutil import atomic_write, human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
@@ -157,6 +158,9 @@ def install_command(
     def finished(result: EntryResult) -> None:
         if result.status == "failed" or (result.status == "installed" and not app.quiet):
             progress.message(describe_entry(result))
+        warning = long_path_warning(result.path) if result.status == "installed" else None
+        if warning:
+            progress.message(f"civit: warning: {warning}")
 
     try:
         outcome = install_manifest(
