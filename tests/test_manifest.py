@@ -20,7 +20,8 @@ import pytest
 import civit
 from civit import Client, ManifestError, RetryPolicy
 from civit.lockfile import Lock, LockedFile, write_lock
-from civit.manifest import check_mirror_template, load_manifest, mirror_url
+from civit.manifest import load_manifest
+from civit.mirrors import check_mirror_template, mirror_url
 from civit.testing import FakeCivitai
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)

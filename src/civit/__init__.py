@@ -56,6 +56,7 @@ if typing.TYPE_CHECKING:
     from civit.layout import LayoutChoice, detect_layout, safe_filename
     from civit.lockfile import Lock, LockedFile, load_lock
     from civit.manifest import Manifest, load_manifest, write_manifest
+    from civit.mirror_push import PushedFile, PushReport, push_mirror
     from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
     from civit.refs import Ref, parse_ref
     from civit.resolution import lock
@@ -117,6 +118,9 @@ _EXPORTS = {
     "Manifest": "civit.manifest",
     "load_manifest": "civit.manifest",
     "write_manifest": "civit.manifest",
+    "PushReport": "civit.mirror_push",
+    "PushedFile": "civit.mirror_push",
+    "push_mirror": "civit.mirror_push",
     "File": "civit.records",
     "Hashes": "civit.records",
     "HashMatch": "civit.records",
@@ -169,6 +173,8 @@ __all__ = [
     "NotDownloadableError",
     "NotFoundError",
     "ProgressCallback",
+    "PushReport",
+    "PushedFile",
     "RateLimitError",
     "Ref",
     "ResponseError",
@@ -197,6 +203,7 @@ __all__ = [
     "outdated",
     "parse_ref",
     "plan_target",
+    "push_mirror",
     "resources_from_image",
     "safe_filename",
     "select_file",

@@ -28,7 +28,8 @@ from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
-from civit.manifest import Manifest, as_manifest, check_mirror_template, mirror_url
+from civit.manifest import Manifest, as_manifest
+from civit.mirrors import Mirror, open_mirror
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
@@ -191,7 +192,7 @@ class _Installer:
         client: LazyClient,
         cache: HashCache,
         store: Store | None,
-        mirror: str | None,
+        mirror: Mirror | None,
         connections: int | None,
         stall_timeout: float,
         retry_base: float,
@@ -339,12 +340,14 @@ class _Installer:
     def _fetch(self, key: int, locked: LockedFile, target: Path) -> _Fetched:
         """Fetch into ``target``: the mirror first, then Civitai."""
         mirror_error = None
-        if self.mirror and locked.sha256:
-            url = mirror_url(self.mirror, sha256=locked.sha256, name=locked.name)
+        if self.mirror is not None and locked.sha256:
+            resolve_mirror = self.mirror.link_resolver(
+                sha256=locked.sha256, name=locked.name, size=locked.size
+            )
             try:
                 return self._fetch_from(
                     key,
-                    lambda: url,
+                    resolve_mirror,
                     locked,
                     target,
                     "mirror",
@@ -467,7 +470,8 @@ def install(
         jobs: files fetched at once.
         connections: connections per file (default: by size).
         store: content-addressed store folder; files are hardlinked from it.
-        mirror: URL template tried before Civitai, e.g. ``http://cache/{sha256}``.
+        mirror: tried before Civitai: a URL template such as ``http://cache/{sha256}``,
+            or ``s3://bucket/prefix`` (AWS credentials from the environment/profiles).
         cache: ``None`` for the user's hash cache, ``False`` for none, or a
             :class:`HashCache` (see :data:`CacheOption`).
         progress: ``progress(done, total)`` in bytes over all files being fetched,
@@ -486,7 +490,8 @@ def install(
 
     Raises:
         ManifestError: invalid manifest; with ``frozen``, a missing or stale lock.
-        UsageError: ``frozen`` with ``upgrade``, or a bad mirror template.
+        UsageError: ``frozen`` with ``upgrade``, a bad mirror, or an ``s3://`` mirror
+            without the ``civit[s3]`` extra.
         CivitError: (without ``frozen``) an entry cannot be resolved.
     """
     started = time.monotonic()
@@ -497,8 +502,8 @@ def install(
     with opened_cache(cache) as hashes:
         holder = LazyClient(client, settings)
         wanted_mirror = _choose("mirror", mirror, parsed.settings.mirror, settings)
-        if wanted_mirror is not None:
-            check_mirror_template(wanted_mirror)
+        stall = stall_timeout if stall_timeout is not None else settings.stall_timeout
+        chosen_mirror = None if wanted_mirror is None else open_mirror(wanted_mirror, timeout=stall)
         store_root = _choose("store", store, parsed.settings.store, settings)
         stop = threading.Event()
         written = False
@@ -520,13 +525,11 @@ def install(
                 client=holder,
                 cache=hashes,
                 store=Store(Path(store_root).expanduser()) if store_root is not None else None,
-                mirror=wanted_mirror,
+                mirror=chosen_mirror,
                 connections=_choose(
                     "connections", connections, parsed.settings.connections, settings
                 ),
-                stall_timeout=stall_timeout
-                if stall_timeout is not None
-                else settings.stall_timeout,
+                stall_timeout=stall,
                 retry_base=retry_base,
                 progress=_Progress(progress, stop),
                 overwrite=_overwrites(parsed, current, overwrite),

@@ -16,7 +16,7 @@ Manifest (``civit.toml``)::
     jobs = 4                  # files at once
     connections = 8           # connections per file
     store = "~/.cache/civit-store"            # content-addressed store (hardlinks)
-    mirror = "http://cache.local/{sha256}"    # tried before Civitai
+    mirror = "http://cache.local/{sha256}"    # tried before Civitai (or s3://bucket/prefix)
     overwrite = false         # replace files civit did not put there (default: refuse)
     allow_unscanned = false   # accept files Civitai's scans have not passed
 
@@ -57,18 +57,17 @@ import hashlib
 import json
 import os
 import re
-import string
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from civit.config import expand_path, outdated_ignore, path_setting, toml_error_hint
 from civit.errors import ManifestError, UsageError
 from civit.layout import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
+from civit.mirrors import check_mirror
 from civit.refs import Ref, parse_ref, redact_ref
 
 if sys.version_info >= (3, 11):
@@ -81,10 +80,8 @@ __all__ = [
     "ManifestSettings",
     "ModelEntry",
     "as_manifest",
-    "check_mirror_template",
     "load_manifest",
     "lock_path_for",
-    "mirror_url",
     "write_manifest",
 ]
 
@@ -116,7 +113,6 @@ _ENTRY_KEYS = (
 _RESOLUTION_SETTINGS = ("root", "layout", "dest", "allow_unscanned")
 # Entry keys that only say how to install, not what: they do not stale the lock.
 _INSTALL_ONLY_KEYS = frozenset({"overwrite"})
-_MIRROR_FIELDS = frozenset({"sha256", "SHA256", "name"})
 _SIZES = ("pruned", "full")
 
 
@@ -259,48 +255,6 @@ def _path(base: Path, text: str | None, key: str, where: _Where) -> Path | None:
         raise where.error(f"{key}: {exc.message}", hint=exc.hint) from exc
 
 
-def check_mirror_template(template: str) -> str:
-    """Validate a mirror URL template such as ``http://cache.local/{sha256}``.
-
-    Placeholders: ``{sha256}`` (lower-case hex), ``{SHA256}`` (upper-case) and ``{name}``
-    (the file name, URL-quoted); one of the SHA256 forms is required, so every file
-    gets its own URL.
-
-    Args:
-        template: the template.
-
-    Returns:
-        The template, unchanged.
-
-    Raises:
-        UsageError: not an http(s) URL, unknown placeholders, or no SHA256 in it.
-    """
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise UsageError(f"bad mirror template {template!r}: {exc}") from exc
-    unknown = sorted(fields - _MIRROR_FIELDS)
-    if unknown or not fields & {"sha256", "SHA256"}:
-        raise UsageError(
-            f"bad mirror template {template!r}: "
-            + (f"unknown placeholder {', '.join(unknown)}" if unknown else "it has no {sha256}"),
-            hint="use a URL like http://cache.local/{sha256} ({SHA256} and {name} also work)",
-        )
-    if urlsplit(template).scheme not in ("http", "https"):
-        raise UsageError(f"bad mirror template {template!r}: it must start with http(s)://")
-    return template
-
-
-def mirror_url(template: str, *, sha256: str, name: str) -> str:
-    """Fill a mirror template for one file.
-
-    >>> mirror_url("http://m/{sha256}/{name}", sha256="AB12", name="a b.pt")
-    'http://m/ab12/a%20b.pt'
-    """
-    values = {"sha256": sha256.lower(), "SHA256": sha256.upper(), "name": quote(name, safe="")}
-    return template.format_map(values)
-
-
 def _content_hash(document: Mapping[str, Any]) -> str:
     settings = document.get("settings", {})
     models = document.get("model", [])
@@ -330,7 +284,7 @@ def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> Manif
     mirror = _text(table, "mirror", where)
     if mirror is not None:
         try:
-            check_mirror_template(mirror)
+            check_mirror(mirror)
         except UsageError as exc:
             raise where.error(exc.message, hint=exc.hint) from exc
     folder = path.parent

@@ -6,10 +6,10 @@ exit code; tracebacks only with ``--verbose``.
 
 Commands are grouped by what they do: :mod:`~civit.cli.browse` (info, search),
 :mod:`~civit.cli.fetching` (get), :mod:`~civit.cli.projects` (lock, install),
-:mod:`~civit.cli.local_files` (hash, identify, verify), :mod:`~civit.cli.settings`
-(config), each imported only when one of its commands runs. :mod:`~civit.cli.app`
-holds the root group, the options every command shares and the list of commands;
-:mod:`~civit.cli.output` how results are shown.
+:mod:`~civit.cli.local_files` (hash, identify, verify), :mod:`~civit.cli.mirror`
+(mirror push), :mod:`~civit.cli.settings` (config), each imported only when one of
+its commands runs. :mod:`~civit.cli.app` holds the root group, the options every
+command shares and the list of commands; :mod:`~civit.cli.output` how results are shown.
 """
 
 from __future__ import annotations

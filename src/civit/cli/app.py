@@ -1,7 +1,7 @@
 """Per-invocation state, the root ``civit`` group, and the options every command shares.
 
 Adding a command: write it in the module of its kind (``browse``, ``fetching``,
-``projects``, ``local_files``, ``settings``, or a new one), decorate it with
+``projects``, ``local_files``, ``mirror``, ``settings``, or a new one), decorate it with
 ``@command(...)`` from here (it adds the shared options: ``--json``, ``-q``,
 ``--base-url``, ``--token``, ``-v``, accepted before or after the command name) and
 ``@pass_app``, then name it in :data:`COMMANDS`. Read ``app.json`` / ``app.quiet``
@@ -53,6 +53,7 @@ COMMANDS = {
     "info": "civit.cli.browse:info",
     "install": "civit.cli.projects:install_command",
     "lock": "civit.cli.projects:lock_command",
+    "mirror": "civit.cli.mirror:mirror_group",
     "outdated": "civit.cli.library:outdated_command",
     "search": "civit.cli.browse:search",
     "verify": "civit.cli.local_files:verify_command",

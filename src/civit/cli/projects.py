@@ -94,7 +94,10 @@ def describe_entry(result: EntryResult) -> str:
     if result.link == "linked":
         via += ", hardlinked"
     size = human_bytes(result.size) if result.size is not None else "?"
-    return f"installed {result.path} ({size}{via}, {result.seconds:.1f} s)"
+    line = f"installed {result.path} ({size}{via}, {result.seconds:.1f} s)"
+    if result.mirror_error is not None:
+        line += f"; mirror passed over: {result.mirror_error}"
+    return line
 
 
 @command("install")
@@ -114,8 +117,9 @@ def describe_entry(result: EntryResult) -> str:
 )
 @click.option(
     "--mirror",
-    metavar="URL_TEMPLATE",
-    help="Try this first, e.g. http://cache.local/{sha256} (env CIVIT_MIRROR).",
+    metavar="URL_TEMPLATE|s3://BUCKET/PREFIX",
+    help="Try this first: http://cache.local/{sha256}, or an S3 bucket filled by "
+    "`civit mirror push` (env CIVIT_MIRROR).",
 )
 @click.option(
     "--report",

@@ -1,0 +1,430 @@
+"""S3 mirrors against a real S3 protocol server on loopback (moto's server).
+
+One node fills the bucket (``civit mirror push``), another installs from it with
+``--mirror s3://…``: Civitai sees no request. The server is moto's
+``ThreadedMotoServer``, started once per test session; tests use a bucket each.
+
+What moto cannot check (so these tests do not claim it): it stores the
+``x-amz-checksum-sha256`` civit sends but does not reject a wrong one, and it does not
+verify presigned-URL signatures. Wrong credentials are therefore tested against a second
+moto server run with IAM authentication on, which refuses unknown keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+import civit
+from civit import Client, RetryPolicy
+from civit.errors import AuthError, UsageError
+from civit.mirrors import check_mirror
+from civit.s3 import S3Bucket, parse_s3_url
+from civit.testing import FakeCivitai
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+ENGINE = {"retry_base": 0.01, "stall_timeout": 5.0}
+THREE = ["328553", "7808", "23906"]  # a LoRA, an embedding, a VAE (small files)
+FILE_IDS = (3000001, 3000002, 3000003)
+# Distinctive credentials, so a leak anywhere is easy to spot.
+KEY_ID = "AKIACIVITTESTKEY0001"
+SECRET = "civit-test-secret-must-never-appear"
+SESSION = "civit-test-session-token-must-never-appear"
+SECRETS = (KEY_ID, SECRET, SESSION, "X-Amz-Signature", "X-Amz-Credential", "Security-Token")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Standard AWS variables pointing at the loopback server; no real ~/.aws is read."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    values = {
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_SESSION_TOKEN": SESSION,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud metadata address
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def s3(aws_env: dict[str, str]) -> Any:
+    """A plain boto3 client on the test server, to look into and damage buckets."""
+    return boto3.client("s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"civit-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def client(fake: FakeCivitai) -> Iterator[Client]:
+    with Client(base_url=fake.url, token=fake.token, retry=FAST) as api:
+        yield api
+
+
+@pytest.fixture
+def installed(fake: FakeCivitai, client: Client, tmp_path: Path) -> civit.Manifest:
+    """The node that fills the mirror: a project installed from Civitai (sizes locked)."""
+    project = tmp_path / "first-node"
+    project.mkdir()
+    manifest = civit.write_manifest(project / "civit.toml", THREE, settings={"dest": "models"})
+    assert civit.install(manifest, client=client, **ENGINE).exit_code == 0
+    return manifest
+
+
+def other_node(installed: civit.Manifest, tmp_path: Path) -> civit.Manifest:
+    """Another machine: the same civit.toml and civit.lock, no model files."""
+    project = tmp_path / f"node-{uuid.uuid4().hex[:6]}"
+    project.mkdir()
+    shutil.copy(installed.path, project / "civit.toml")
+    shutil.copy(installed.lock_path, project / "civit.lock")
+    return civit.load_manifest(project / "civit.toml")
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text, f"{secret!r} leaked"
+
+
+# -- addressing ----------------------------------------------------------------------
+
+
+def test_s3_urls_name_a_bucket_and_a_prefix() -> None:
+    location = parse_s3_url("s3://models/fleet//v1/")
+    assert (location.bucket, location.prefix) == ("models", "fleet/v1")
+    assert location.key_for("AB" * 32) == "fleet/v1/" + "ab" * 32
+    assert parse_s3_url("s3://models").key_for("CD" * 32) == "cd" * 32
+    assert check_mirror("s3://models/fleet") == "s3://models/fleet"
+    for bad in ("s3://", "s3://UPPER/x", "s3://ab", "s3://user:pw@bucket/x", "s3://b_ucket?x=1"):
+        with pytest.raises(UsageError):
+            check_mirror(bad)
+
+
+def test_a_manifest_may_name_an_s3_mirror(tmp_path: Path) -> None:
+    (tmp_path / "civit.toml").write_text('[settings]\nmirror = "s3://models/fleet"\n')
+    assert civit.load_manifest(tmp_path / "civit.toml").settings.mirror == "s3://models/fleet"
+
+
+def test_import_civit_does_not_import_boto3() -> None:
+    code = (
+        "import sys, civit, civit.cli, civit.mirrors, civit.mirror_push\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_the_extra_s3_is_a_usage_error_naming_it(
+    installed: civit.Manifest,
+    tmp_path: Path,
+    civit_cli: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = other_node(installed, tmp_path)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if boto3 were not installed
+    run = civit_cli("install", "-f", node.path, "--frozen", "--mirror", "s3://models/fleet")
+    assert run.code == 2
+    assert "pip install 'civit[s3]'" in run.err
+    run = civit_cli("mirror", "push", "s3://models/fleet", installed.path)
+    assert run.code == 2 and "civit[s3]" in run.err
+    with pytest.raises(UsageError, match=r"civit\[s3\]"):
+        civit.push_mirror("s3://models/fleet", [installed.path])
+
+
+# -- push ----------------------------------------------------------------------------
+
+
+def test_push_uploads_the_lock_then_skips_what_is_there(
+    fake: FakeCivitai,
+    installed: civit.Manifest,
+    bucket: str,
+    s3: Any,
+    aws_env: dict[str, str],
+    civit_cli: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(installed.folder)  # no PATH: the lock beside the manifest
+    run = civit_cli("mirror", "push", f"s3://{bucket}/fleet", "--json")
+    assert run.code == 0, run.err
+    document = json.loads(run.out)
+    assert document["summary"] == {"uploaded": 3, "present": 0, "failed": 0}
+    for file_id in FILE_IDS:
+        served = fake.file(file_id)
+        key = f"fleet/{served.sha256.lower()}"
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == served.content
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        # The checksum civit sent with the upload is what the store keeps.
+        assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(served.sha256)).decode()
+        assert head["Metadata"]["sha256"] == served.sha256.lower()
+
+    again = civit_cli("mirror", "push", f"s3://{bucket}/fleet", "--json")
+    assert again.code == 0
+    second = json.loads(again.out)
+    assert second["summary"] == {"uploaded": 0, "present": 3, "failed": 0}
+    assert second["bytes_sent"] == 0
+    assert "3 already there" in again.err
+    assert_no_secrets(run.out, run.err, again.out, again.err)
+
+
+def test_push_replaces_a_wrong_object_and_refuses_a_changed_file(
+    fake: FakeCivitai, installed: civit.Manifest, bucket: str, s3: Any, aws_env: dict[str, str]
+) -> None:
+    lora = fake.file(3000001)
+    s3.put_object(Bucket=bucket, Key=f"m/{lora.sha256.lower()}", Body=b"truncated")
+    embedding_path = installed.folder / "models" / "easynegative.safetensors"
+    changed = bytearray(embedding_path.read_bytes())
+    changed[100] ^= 0xFF  # same size, other bytes: no longer the locked file
+    embedding_path.write_bytes(bytes(changed))
+
+    report = civit.push_mirror(f"s3://{bucket}/m", lock=installed.lock_path, cache=False)
+    lora_result, embedding_result, vae_result = report.results
+    assert (lora_result.status, vae_result.status) == ("uploaded", "uploaded")
+    assert embedding_result.status == "failed" and embedding_result.exit_code == 7
+    assert "does not hash to its SHA256" in (embedding_result.error or "")
+    assert report.exit_code == 7
+    stored = s3.get_object(Bucket=bucket, Key=f"m/{lora.sha256.lower()}")["Body"].read()
+    assert stored == lora.content
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="m/")["Contents"]
+    assert fake.file(3000002).sha256.lower() not in {item["Key"][2:] for item in listed}
+
+
+def test_push_sends_large_files_in_parts(
+    tmp_path: Path, bucket: str, s3: Any, aws_env: dict[str, str]
+) -> None:
+    big = tmp_path / "big.safetensors"
+    content = os.urandom(11 * 1024 * 1024 + 17)  # three parts of 5 MiB (S3's minimum)
+    big.write_bytes(content)
+    sha256 = hashlib.sha256(content).hexdigest()
+    seen: list[tuple[int, int | None]] = []
+
+    report = civit.push_mirror(
+        f"s3://{bucket}", [big], part_size=5 * 1024 * 1024, jobs=3,
+        progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
+    assert report.exit_code == 0 and report.results[0].status == "uploaded"
+    head = s3.head_object(Bucket=bucket, Key=sha256)
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload
+    assert head["Metadata"]["sha256"] == sha256
+    assert s3.get_object(Bucket=bucket, Key=sha256)["Body"].read() == content
+    assert seen[-1] == (len(content), len(content))
+    assert civit.push_mirror(f"s3://{bucket}", [big]).results[0].status == "present"
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert uploads == []  # nothing left half-done
+
+
+def test_push_to_a_folder(tmp_path: Path, installed: civit.Manifest, fake: FakeCivitai) -> None:
+    folder = tmp_path / "nfs" / "mirror"
+    report = civit.push_mirror(folder, lock=installed.lock_path)
+    assert report.count("uploaded") == 3
+    for file_id in FILE_IDS:
+        served = fake.file(file_id)
+        assert (folder / served.sha256.lower()).read_bytes() == served.content
+    assert civit.push_mirror(folder, lock=installed.lock_path).count("present") == 3
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- install from the bucket ---------------------------------------------------------
+
+
+def test_a_fleet_node_installs_from_the_bucket_without_asking_civitai(
+    fake: FakeCivitai,
+    installed: civit.Manifest,
+    bucket: str,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    civit_cli: Callable[..., Any],
+) -> None:
+    assert civit.push_mirror(f"s3://{bucket}/fleet", lock=installed.lock_path).exit_code == 0
+    node = other_node(installed, tmp_path)
+    lock_before = node.lock_path.read_text()
+    fake.clear_log()
+    report_path = tmp_path / "report.json"
+    run = civit_cli(
+        "install", "-f", node.path, "--frozen", "--mirror", f"s3://{bucket}/fleet",
+        "--report", report_path,
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert fake.requests == [] and fake.cdn_requests() == []  # Civitai saw nothing
+    entries = json.loads(report_path.read_text())["entries"]
+    assert [entry["source"] for entry in entries] == ["mirror"] * 3
+    for entry in entries:
+        assert Path(entry["path"]).read_bytes() == fake.file(entry["file_id"]).content
+    assert "from the mirror" in run.err
+    assert node.lock_path.read_text() == lock_before
+    assert_no_secrets(run.out, run.err, report_path.read_text(), node.lock_path.read_text())
+    leftovers = [p.name for p in (node.folder / "models").iterdir() if ".part" in p.name]
+    assert leftovers == []
+
+
+def test_a_damaged_or_missing_object_falls_back_to_civitai_and_the_report_says_why(
+    fake: FakeCivitai,
+    client: Client,
+    installed: civit.Manifest,
+    bucket: str,
+    s3: Any,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+) -> None:
+    civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path)
+    lora, embedding, vae = (fake.file(file_id) for file_id in FILE_IDS)
+    damaged = bytearray(embedding.content)
+    damaged[1000] ^= 0xFF  # same size: only the digest can tell
+    s3.put_object(Bucket=bucket, Key=embedding.sha256.lower(), Body=bytes(damaged))
+    s3.delete_object(Bucket=bucket, Key=vae.sha256.lower())
+    node = other_node(installed, tmp_path)
+    fake.clear_log()
+
+    report = civit.install(node, frozen=True, client=client, mirror=f"s3://{bucket}", **ENGINE)
+    assert report.exit_code == 0
+    got_lora, got_embedding, got_vae = report.results
+    assert (got_lora.source, got_embedding.source, got_vae.source) == (
+        "mirror",
+        "civitai",
+        "civitai",
+    )
+    assert "SHA256 mismatch" in (got_embedding.mirror_error or "")
+    assert "no such object" in (got_vae.mirror_error or "")
+    assert f"s3://{bucket}/{vae.sha256.lower()}" in (got_vae.mirror_error or "")
+    assert fake.cdn_requests(lora.id) == []
+    for result in report.results:
+        assert result.path.read_bytes() == fake.file(result.file_id or 0).content
+    assert_no_secrets(json.dumps(report.as_json()))
+
+
+def test_an_object_of_the_wrong_size_is_passed_over_without_downloading_it(
+    fake: FakeCivitai,
+    client: Client,
+    installed: civit.Manifest,
+    bucket: str,
+    s3: Any,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+) -> None:
+    civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path)
+    vae = fake.file(3000003)
+    s3.put_object(Bucket=bucket, Key=vae.sha256.lower(), Body=vae.content[:-1])
+    node = other_node(installed, tmp_path)
+    report = civit.install(node, frozen=True, client=client, mirror=f"s3://{bucket}", **ENGINE)
+    assert report.exit_code == 0
+    assert report.results[2].source == "civitai"
+    assert "damaged copy" in (report.results[2].mirror_error or "")
+
+
+def test_an_unreachable_endpoint_falls_back_to_civitai(
+    fake: FakeCivitai,
+    client: Client,
+    installed: civit.Manifest,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    monkeypatch.setenv("CIVIT_MIRROR", "s3://models/fleet")  # the variable works too
+    node = other_node(installed, tmp_path)
+    report = civit.install(node, frozen=True, client=client, **ENGINE)
+    assert report.exit_code == 0
+    assert {result.source for result in report.results} == {"civitai"}
+    assert "cannot reach the S3 endpoint" in (report.results[0].mirror_error or "")
+
+
+# -- credentials ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def strict_s3_endpoint() -> Iterator[str]:
+    """A second moto server, in its own process, that checks credentials (IAM on)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
+         "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the strict moto server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_wrong_credentials_get_a_clear_message_and_civitai_takes_over(
+    fake: FakeCivitai,
+    installed: civit.Manifest,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    strict_s3_endpoint: str,
+    civit_cli: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", strict_s3_endpoint)
+    node = other_node(installed, tmp_path)
+    report_path = tmp_path / "report.json"
+    run = civit_cli(
+        "install", "-f", node.path, "--frozen", "--mirror", "s3://models/fleet",
+        "--report", report_path,
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    entries = json.loads(report_path.read_text())["entries"]
+    assert [entry["source"] for entry in entries] == ["civitai"] * 3
+    assert "S3 refused the request for s3://models/fleet/" in entries[0]["mirror_error"]
+    assert "AWS_ACCESS_KEY_ID" in entries[0]["mirror_error"]  # says what to check
+    assert "mirror passed over: S3 refused the request" in run.err
+
+    push = civit_cli("mirror", "push", "s3://models/fleet", "--lock", node.lock_path)
+    assert push.code == 3
+    assert "S3 refused the request" in push.err
+    with pytest.raises(AuthError):
+        S3Bucket(parse_s3_url("s3://models/fleet")).head("ab" * 32)
+    assert_no_secrets(run.out, run.err, push.out, push.err, report_path.read_text())
+    assert_no_secrets(node.lock_path.read_text())
