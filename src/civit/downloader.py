@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from civit.api import Client
+from civit.bulk import choose_files
 from civit.errors import IntegrityError, NotFoundError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, HashCache, opened_cache
@@ -25,7 +26,7 @@ from civit.layout import LayoutChoice, path_inside, resolve_layout, safe_filenam
 from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
-from civit.select import check_scans, code_warning, select_file
+from civit.select import check_scans, code_warning
 from civit.transfer import digests_to_compute, fetch, target_lock
 
 __all__ = [
@@ -357,15 +358,11 @@ def get(
     parsed = parse_ref(ref) if isinstance(ref, str) else ref
     with contextlib.ExitStack() as cleanup:
         api = client if client is not None else cleanup.enter_context(Client())
-        version = api.get_version_for(parsed, full=write_info)
-        file = select_file(
-            version,
-            type=type or parsed.type,
-            format=format or parsed.format,
-            fp=fp or parsed.fp,
-            size=size or parsed.size,
-            file_id=parsed.file_id if not (type or format or fp or size) else None,
+        (planned,) = choose_files(
+            parsed, client=api, type=type, format=format, fp=fp, size=size, full=write_info
         )
+        version, file = planned.version, planned.file
+        assert file is not None  # one file or an error, without all_versions
         result = download(
             file,
             root=root,

@@ -293,16 +293,27 @@ def _tag_word(value: str) -> str:
     return re.sub(r"[^0-9a-z]+", "-", value.lower()).strip("-")
 
 
-def with_variants(files: Iterable[File]) -> tuple[File, ...]:
+def with_variants(
+    files: Iterable[File], *, labels: Mapping[int, str] | None = None
+) -> tuple[File, ...]:
     """``files`` with :attr:`File.variant` set wherever two files share a name.
 
     Among files with one name (compared as a case-insensitive file system would),
     the preferred one (:func:`preference_rank`, then Civitai's order) keeps the plain
     name. Each other one is tagged with the traits where it differs from that one:
-    size, then precision, format and type (``full_fp32``, ``pruned_fp16``); a tag that
-    is empty, repeated, or would collide with another file's name gets the file id.
-    The tags depend only on the version's files, so every run names a file alike.
+    size, then precision, format and type (``full_fp32``, ``pruned_fp16``), then its
+    label; a tag that is empty, repeated, or would collide with another file's name
+    gets the file id. The tags depend only on the files given, so every run names a
+    file alike.
+
+    Args:
+        files: files saved side by side: one version's, or several versions' (for
+            ``civit get --all-versions``, list the oldest first so it keeps the plain
+            name as newer versions come out).
+        labels: one more trait by file id, e.g. the version's name when files of
+            several versions are saved together.
     """
+    label = labels or {}
     listed = tuple(files)
     groups: dict[str, list[File]] = {}
     for file in listed:
@@ -314,11 +325,12 @@ def with_variants(files: Iterable[File]) -> tuple[File, ...]:
         keeper = min(group, key=preference_rank)  # min() keeps the first of equals
         for file in group:
             if file is not keeper:
+                traits = [(getattr(file, t), getattr(keeper, t)) for t in _VARIANT_TRAITS]
+                traits.append((label.get(file.id), label.get(keeper.id)))
                 tags[file.id] = "_".join(
                     _tag_word(value)
-                    for trait in _VARIANT_TRAITS
-                    if (value := getattr(file, trait))
-                    and value.lower() != (getattr(keeper, trait) or "").lower()
+                    for value, kept in traits
+                    if value and value.lower() != (kept or "").lower()
                 )
     repeated = Counter(tags.values())
     taken = set(groups)
@@ -397,6 +409,14 @@ class Version:
         """Publication date (``YYYY-MM-DD``) if known, else creation date."""
         stamp = self.published_at or self.created_at
         return stamp[:10] if stamp else None
+
+    @property
+    def release_key(self) -> tuple[str, int]:
+        """Sorts versions by publication (``publishedAt``, else ``createdAt``; the id
+        breaks ties): creators reorder versions on the page, so list order proves nothing.
+        """
+        stamp = (self.published_at or self.created_at or "")[:19]  # ISO 8601 sorts by time
+        return (stamp, self.id)
 
     def file_with_hash(self, digest: str) -> File | None:
         """The file with this digest (any hash type Civitai stores), if the version has one.

@@ -32,6 +32,7 @@ __all__ = [
     "explain_selection",
     "newest_version",
     "select_file",
+    "select_files",
 ]
 
 #: Lower-case spellings users type for Civitai's ``metadata.format`` values.
@@ -123,13 +124,7 @@ def explain_selection(
             if file.id == file_id:
                 return Selection(file, (f"file id {file_id} requested",))
         raise _no_match(version, f"has id {file_id}")
-    filters = {
-        "type": type,
-        "format": FORMAT_ALIASES.get(format.lower(), format) if format else None,
-        "fp": fp,
-        "size": size,
-    }
-    wanted = {key: value for key, value in filters.items() if value}
+    wanted = _filters(type=type, format=format, fp=fp, size=size)
     if not wanted:
         return _default_file(version, primary)
     shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
@@ -143,12 +138,71 @@ def explain_selection(
     return Selection(chosen, tuple(reasons))
 
 
+def select_files(
+    version: Version,
+    *,
+    type: str | None = None,
+    format: str | None = None,
+    fp: str | None = None,
+    size: str | None = None,
+) -> list[File]:
+    """Every file of ``version`` that matches the filters (``civit get --all-files``).
+
+    Training data is left out unless ``type`` asks for it (``Training Data``).
+
+    Args:
+        version: the version whose files to take.
+        type: Civitai file type filter.
+        format: file format filter (aliases accepted).
+        fp: precision filter.
+        size: ``pruned``/``full`` filter.
+
+    Returns:
+        The matching files, in Civitai's order.
+
+    Raises:
+        NotDownloadableError: the version has no files, or none matches.
+    """
+    wanted = _filters(type=type, format=format, fp=fp, size=size)
+    if not version.files:
+        raise NotDownloadableError(
+            f"{_version_label(version)} has no downloadable files (archived or removed)",
+            hint="pick another version, or check the model page on civitai.com",
+        )
+    files = [
+        f
+        for f in version.files
+        if _matches(f, wanted) and ("type" in wanted or not _is_training_data(f))
+    ]
+    if not files:
+        shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
+        raise _no_match(version, f"matches {shown}" if shown else "is a model file")
+    return files
+
+
+def _filters(
+    *, type: str | None, format: str | None, fp: str | None, size: str | None
+) -> dict[str, str]:
+    """The selection filters that were given, ``format`` aliases resolved."""
+    filters = {
+        "type": type,
+        "format": FORMAT_ALIASES.get(format.lower(), format) if format else None,
+        "fp": fp,
+        "size": size,
+    }
+    return {key: value for key, value in filters.items() if value}
+
+
+def _is_training_data(file: File) -> bool:
+    return (file.type or "").lower() == TRAINING_DATA.lower()
+
+
 def _default_file(version: Version, primary: File) -> Selection:
     count = len(version.files)
-    if (primary.type or "").lower() != TRAINING_DATA.lower():
+    if not _is_training_data(primary):
         why = "the primary file" if primary.primary else "the first file (none is primary)"
         return Selection(primary, (f"no filters given: {why} of {count}",))
-    models = [f for f in version.files if (f.type or "").lower() != TRAINING_DATA.lower()]
+    models = [f for f in version.files if not _is_training_data(f)]
     if not models:
         raise NotDownloadableError(
             f"{_version_label(version)} has only training data, no model file",

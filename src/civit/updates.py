@@ -358,8 +358,8 @@ def _check(
     current_file = _file_of(current, item)
     family = base_model_family(current.base_model)
     newer = sorted(
-        (v for v in model.versions if v.files and _age(v) > _age(current)),
-        key=_age,
+        (v for v in model.versions if v.files and v.release_key > current.release_key),
+        key=lambda v: v.release_key,
         reverse=True,
     )
     same = [v for v in newer if base_model_family(v.base_model) == family]
@@ -387,9 +387,3 @@ def _file_of(version: Version, item: _Installed) -> File | None:
     if item.sha256 is not None:
         return version.file_with_hash(item.sha256)
     return None
-
-
-def _age(version: Version) -> tuple[str, int]:
-    """Sort key: publication time, then id (ISO 8601 strings sort by time)."""
-    stamp = (version.published_at or version.created_at or "")[:19]
-    return (stamp, version.id)

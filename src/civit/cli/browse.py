@@ -117,10 +117,16 @@ def search(
     nsfw: bool | None,
     limit: int,
 ) -> int:
-    """Search Civitai's models (cursor-paged, so any --limit works)."""
+    """Search Civitai's models (cursor-paged, so any --limit works).
+
+    With -q/--quiet only the model ids are printed, one per line, for piping:
+
+    \b
+      civit search --username NAME --type LORA --limit 500 -q | civit get - --root ~/ComfyUI
+    """
     models = list(
         app.client.iter_models(
-            max_items=limit,
+            max_items=limit + 1,  # one more tells whether --limit cut the list
             query=query,
             types=list(types) or None,
             base_models=list(base_models) or None,
@@ -131,8 +137,15 @@ def search(
             nsfw=nsfw,
         )
     )
+    if len(models) > limit:
+        models = models[:limit]
+        say(f"civit: warning: more models match; showing the first {limit} (raise --limit)")
     if app.json:
         echo_json([records.as_json(model) for model in models])
+        return 0
+    if app.quiet:
+        for model in models:
+            echo(str(model.id))
         return 0
     if not models:
         say("no models found")

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from civit.bulk import choose_files, refs_from_lines
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.output import echo_json, say
 from civit.cli.progress import Progress
 from civit.config import Settings
-from civit.downloader import DownloadResult, download, plan_target
-from civit.downloader import get as get_ref
+from civit.downloader import DownloadResult, download, plan_target, write_info_sidecar
 from civit.errors import CivitError, NotFoundError, UsageError
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
 from civit.layout import detect_layout, resolve_layout
-from civit.records import File
+from civit.records import File, Version
 from civit.refs import parse_ref, redact_ref
 
 
@@ -89,6 +92,16 @@ def choose_destination(
     is_flag=True,
     help="The arguments are images or workflows: get the models they were made with.",
 )
+@click.option(
+    "--all-versions",
+    is_flag=True,
+    help="Every version of the model (its file the selection picks), not just one.",
+)
+@click.option(
+    "--all-files",
+    is_flag=True,
+    help='Every file of the version but training data (unless --type "Training Data").',
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded, and where.")
 @pass_app
 def get(
@@ -109,6 +122,8 @@ def get(
     allow_unscanned: bool,
     write_info: bool,
     from_images: bool,
+    all_versions: bool,
+    all_files: bool,
     dry_run: bool,
 ) -> int:
     """Download models, verified against Civitai's hashes, into WebUI folders.
@@ -127,6 +142,13 @@ def get(
       civit get 827184@2514310 --fp fp32 --root ~/stable-diffusion-webui
       civit get "https://civitai.com/models/328553?modelVersionId=368189" --dest ./loras
       civit get --from image.png --root ~/ComfyUI      what the image was made with
+      civit get 400100 --all-versions --dry-run --dest ./loras
+      civit search --username NAME --type LORA -q | civit get - --root ~/ComfyUI
+
+    \b
+    A REF of - reads refs from stdin, one per line (# comments and blank lines
+    are skipped). Same-named files of several versions are saved apart: the
+    oldest keeps the name, newer ones get their version's name (_v2-1).
 
     \b
     With --from, each FILE is a PNG, JPEG or WebP image (A1111/Forge infotext,
@@ -143,52 +165,130 @@ def get(
         "overwrite": overwrite,
         "allow_unscanned": allow_unscanned or app.settings.allow_unscanned,
     }
-    if name is not None and (from_images or len(refs) > 1):
-        raise UsageError("--name names one file: give exactly one REF with it")
     if from_images:
+        if name is not None or all_versions or all_files:
+            raise UsageError("--from takes no --name, --all-versions or --all-files")
         paths = [Path(ref) for ref in refs]
         where = choose_destination(app.settings, root, layout, dest)
-        return get_from_images(
-            app,
-            paths,
-            where,
-            selection,
-            transfer,
-            progress,
-            dry_run=dry_run,
-        )
-    parsed = [parse_ref(ref) for ref in refs]  # reject typos before downloading anything
-    app.adopt_pasted_token(refs)
+        return get_from_images(app, paths, where, selection, transfer, progress, dry_run=dry_run)
+    texts = refs_with_stdin(refs)
+    if name is not None and (len(texts) > 1 or all_versions or all_files):
+        raise UsageError("--name names one file: give exactly one REF, without --all-*")
+    parsed = [parse_ref(ref) for ref in texts]  # reject typos before downloading anything
+    app.adopt_pasted_token(texts)
     where = choose_destination(app.settings, root, layout, dest)
     documents: list[dict[str, object]] = []
     exit_code = 0
-    for text, ref in zip(refs, parsed, strict=True):
+    for text, ref in zip(texts, parsed, strict=True):
+        shown = redact_ref(text)
         try:
-            result = get_ref(
+            planned = choose_files(
                 ref,
                 client=app.client,
-                type=file_type,
-                format=file_format,
-                fp=fp,
-                size=file_size,
-                name=name,
-                write_info=write_info,
-                progress=progress.track(str(ref)),
-                **transfer,
-                **where,
+                **selection,
+                all_files=all_files,
+                all_versions=all_versions,
+                full=write_info,
             )
         except CivitError as exc:
             exit_code = exit_code or exc.exit_code
-            shown = redact_ref(text)
             documents.append({"ref": shown, "error": str(exc), "exit_code": exc.exit_code})
             say(f"civit: error: {shown}: {exc}")
             continue
-        documents.append({"ref": redact_ref(text), **result.as_json()})
-        if not app.quiet and not app.json:
-            say(describe_result(result))
+        for item in planned:
+            if item.file is None:
+                documents.append(
+                    {"ref": shown, "version_id": item.version.id, "skipped": item.reason}
+                )
+                if not app.quiet and not app.json:
+                    say(f"skipped {_label(item.version)}: {item.reason}")
+                continue
+            outcome = fetch_planned(
+                app,
+                item.version,
+                item.file,
+                where,
+                transfer,
+                progress,
+                name=name,
+                write_info=write_info,
+                dry_run=dry_run,
+            )
+            exit_code = exit_code or outcome.exit_code
+            documents.append({"ref": shown, **outcome.document})
+            if not app.json and (not app.quiet or outcome.exit_code):
+                say(outcome.message)
     if app.json:
         echo_json(documents)
     return exit_code
+
+
+def refs_with_stdin(refs: Sequence[str]) -> list[str]:
+    """The refs, with ``-`` replaced by the refs read from stdin (one per line)."""
+    if "-" not in refs:
+        return list(refs)
+    from_stdin = refs_from_lines(sys.stdin)
+    if not from_stdin:
+        raise UsageError("no refs on stdin", hint="pipe model ids, one per line, into civit get -")
+    expanded: list[str] = []
+    for ref in refs:
+        expanded.extend(from_stdin if ref == "-" else [ref])
+    return expanded
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What fetching one planned file did: its JSON, its line, its exit code."""
+
+    document: dict[str, object]
+    message: str
+    exit_code: int = 0
+
+
+def _label(version: Version) -> str:
+    return f"{version.model_name} {version.name}" if version.model_name else version.name
+
+
+def fetch_planned(
+    app: App,
+    version: Version,
+    file: File,
+    where: dict[str, Any],
+    transfer: dict[str, Any],
+    progress: Progress,
+    *,
+    name: str | None = None,
+    write_info: bool = False,
+    dry_run: bool,
+) -> Fetched:
+    """Download one chosen file (or, with ``dry_run``, say where it would go)."""
+    label = _label(version)
+    try:
+        if dry_run:
+            target = plan_target(
+                file,
+                root=where.get("root"),
+                layout=where.get("layout", "auto"),
+                dest=where.get("dest"),
+                name=name,
+            )
+            size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
+            document = {"file_id": file.id, "path": str(target), "status": "planned"}
+            return Fetched(document, f"would download {label}: {file.name} ({size}) -> {target}")
+        result = download(
+            file,
+            client=app.client,
+            name=name,
+            progress=progress.track(file.local_name),
+            **where,
+            **transfer,
+        )
+        if write_info:
+            write_info_sidecar(result.path, version)
+    except CivitError as exc:
+        document = {"file_id": file.id, "error": str(exc), "exit_code": exc.exit_code}
+        return Fetched(document, f"civit: error: {label}: {exc}", exc.exit_code)
+    return Fetched(result.as_json(), describe_result(result))
 
 
 def get_from_images(
@@ -221,64 +321,23 @@ def get_from_images(
         if not app.json:
             for line in describe_image(image.path, image.keys, image.resources):
                 say(line)
-        results = document["files"] = []
+        results: list[dict[str, object]] = []
+        document["files"] = results
         for resource, file in wanted:
-            outcome = _fetch_resource(
-                app, resource, file, where, transfer, progress, dry_run=dry_run
+            assert resource.version is not None  # files() yields found resources only
+            outcome = fetch_planned(
+                app, resource.version, file, where, transfer, progress, dry_run=dry_run
             )
-            results.append(outcome)
-            code = outcome.get("exit_code")
-            if isinstance(code, int):
-                exit_code = exit_code or code
-            if not app.json and (not app.quiet or "exit_code" in outcome):
-                say(str(outcome.pop("message")))
-            outcome.pop("message", None)
+            results.append(outcome.document)
+            exit_code = exit_code or outcome.exit_code
+            if not app.json and (not app.quiet or outcome.exit_code):
+                say(outcome.message)
     if app.json:
         echo_json(documents)
     if not found_any and not exit_code:
         exit_code = NotFoundError.exit_code
         say("civit: error: nothing to get: no resource these files name is on Civitai")
     return exit_code
-
-
-def _fetch_resource(
-    app: App,
-    resource: ImageResource,
-    file: File,
-    where: dict[str, Any],
-    transfer: dict[str, Any],
-    progress: Progress,
-    *,
-    dry_run: bool,
-) -> dict[str, object]:
-    version = resource.version
-    label = f"{version.model_name} {version.name}" if version else resource.kind
-    try:
-        if dry_run:
-            target = plan_target(
-                file,
-                root=where.get("root"),
-                layout=where.get("layout", "auto"),
-                dest=where.get("dest"),
-            )
-            size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
-            return {
-                "file_id": file.id,
-                "path": str(target),
-                "status": "planned",
-                "message": f"would download {label}: {file.name} ({size}) -> {target}",
-            }
-        result = download(
-            file, client=app.client, progress=progress.track(file.name), **where, **transfer
-        )
-    except CivitError as exc:
-        return {
-            "file_id": file.id,
-            "error": str(exc),
-            "exit_code": exc.exit_code,
-            "message": f"civit: error: {label}: {exc}",
-        }
-    return {**result.as_json(), "message": describe_result(result)}
 
 
 def describe_image(

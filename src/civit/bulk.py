@@ -1,0 +1,172 @@
+"""Which files a ref stands for: one, every file of a version, every version of a model.
+
+``civit get`` asks :func:`choose_files` for each ref, then downloads what it returns:
+
+- by default, the ref's version and the one file the selection picks
+  (:func:`civit.select.select_file`; a download URL's ``fileId`` or a hash ref's file
+  exactly);
+- ``all_files``: every file of the version matching the selection, training data only
+  when ``type`` asks for it (:func:`civit.select.select_files`);
+- ``all_versions``: the same for every version of the ref's model; a version without a
+  matching file is reported, not fatal.
+
+Files of several versions are saved side by side, and creators often reuse one file
+name in every version. :func:`civit.records.with_variants` names them apart, as it
+names the same-named files of one version: the oldest version keeps the plain name,
+newer ones get their version's name as a tag (``style_v2-1.safetensors``), so names
+stay put when a new version comes out.
+
+:func:`refs_from_lines` reads refs from a list (``civit get -`` on stdin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from civit.api import Client
+from civit.errors import NotDownloadableError
+from civit.records import File, Version, with_variants
+from civit.refs import Ref, parse_ref
+from civit.select import select_file, select_files
+
+__all__ = ["PlannedFile", "choose_files", "refs_from_lines"]
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file to download, or a version that contributes none.
+
+    Attributes:
+        version: the version.
+        file: the file (``None`` when the version has no file the selection wants).
+        reason: why ``file`` is ``None``.
+    """
+
+    version: Version
+    file: File | None = None
+    reason: str | None = None
+
+
+def choose_files(
+    ref: str | Ref,
+    *,
+    client: Client,
+    type: str | None = None,
+    format: str | None = None,
+    fp: str | None = None,
+    size: str | None = None,
+    all_files: bool = False,
+    all_versions: bool = False,
+    full: bool = False,
+) -> list[PlannedFile]:
+    """The files ``ref`` stands for (see the module docstring).
+
+    Args:
+        ref: anything :func:`civit.parse_ref` accepts, or a parsed :class:`Ref`.
+        client: the API client.
+        type: file type filter, e.g. ``Model``, ``VAE``, ``Training Data``.
+        format: ``SafeTensor``, ``PickleTensor``, ``GGUF``... (aliases accepted).
+        fp: precision filter, e.g. ``fp16``.
+        size: ``pruned`` or ``full``.
+        all_files: every matching file of a version, not the one preferred.
+        all_versions: every version of the ref's model, newest first.
+        full: fetch each version's own record (with ``air`` and the model summary,
+            as ``.civitai.info`` sidecars want).
+
+    Returns:
+        The planned files (each with ``file`` set), and under ``all_versions`` also
+        the versions that have none (``reason`` set).
+
+    Raises:
+        UsageError: a malformed ref. NotFoundError: no such model, version or hash.
+        NotDownloadableError: no file matches (in any version).
+    """
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    selection = {
+        "type": type or parsed.type,
+        "format": format or parsed.format,
+        "fp": fp or parsed.fp,
+        "size": size or parsed.size,
+    }
+    if not all_versions:
+        version = client.get_version_for(parsed, full=full)
+        exact = _exact_file(version, parsed) if not (type or format or fp or size) else None
+        files = _pick(version, selection, all_files=all_files, file_id=exact)
+        return [PlannedFile(version, file) for file in files]
+    model_id = parsed.model_id
+    if model_id is None or parsed.hash is not None:
+        model_id = client.get_version_for(parsed).model_id
+    assert model_id is not None, "Civitai versions name their model"
+    planned: list[PlannedFile] = []
+    for listed in client.get_model(model_id).versions:
+        version = client.get_version(listed.id) if full else listed
+        try:
+            files = _pick(version, selection, all_files=all_files, file_id=None)
+        except NotDownloadableError:
+            planned.append(PlannedFile(version, reason=_nothing_in(version, selection)))
+            continue
+        planned.extend(PlannedFile(version, file) for file in files)
+    if not any(item.file for item in planned):
+        reasons = "; ".join(f"{item.version.name}: {item.reason}" for item in planned)
+        raise NotDownloadableError(
+            f"no version of model {model_id} has a file to download ({reasons})",
+            hint="loosen --type/--format/--fp/--size",
+        )
+    return _named_apart(planned)
+
+
+def _nothing_in(version: Version, selection: dict[str, str | None]) -> str:
+    if not version.files:
+        return "no downloadable files (archived or removed)"
+    shown = ", ".join(f"{key}={value}" for key, value in selection.items() if value)
+    return f"no file matches {shown}" if shown else "only training data"
+
+
+def _exact_file(version: Version, ref: Ref) -> int | None:
+    """The file a download URL (``fileId``) or a hash ref names exactly."""
+    if ref.hash is not None:
+        hashed = version.file_with_hash(ref.hash)
+        return hashed.id if hashed is not None else None
+    return ref.file_id
+
+
+def _pick(
+    version: Version, selection: dict[str, str | None], *, all_files: bool, file_id: int | None
+) -> list[File]:
+    if all_files:
+        return select_files(version, **selection)
+    return [select_file(version, **selection, file_id=file_id)]
+
+
+def _named_apart(planned: list[PlannedFile]) -> list[PlannedFile]:
+    """Variant tags over every planned file, the oldest version's first (see the module
+    docstring)."""
+    chosen = [item for item in planned if item.file is not None]
+    oldest_first = sorted(chosen, key=lambda item: item.version.release_key)
+    labels = {item.file.id: item.version.name for item in chosen if item.file is not None}
+    named = {
+        file.id: file
+        for file in with_variants(
+            (item.file for item in oldest_first if item.file is not None), labels=labels
+        )
+    }
+    return [
+        replace(item, file=named[item.file.id]) if item.file is not None else item
+        for item in planned
+    ]
+
+
+def refs_from_lines(lines: Iterable[str]) -> list[str]:
+    """The refs in a list, one per line: blank lines and ``#`` comments are skipped,
+    and so is anything after a ref (refs hold no spaces).
+
+    >>> refs_from_lines(["# my LoRAs", "", "328553  # detail", " 827184@2514310 "])
+    ['328553', '827184@2514310']
+    """
+    refs = []
+    for line in lines:
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            refs.append(words[0])
+    return refs
