@@ -609,6 +609,8 @@ TARGETS = (
     Target("civit_hash_cached", "seconds_under", 0.15),
     Target("civit1", "rss_under_mb", 150),
     Target("civit8", "rss_under_mb", 150),
+    Target("civit1_portable", "ratio_at_most", 1.3, "civit1"),
+    Target("civit8_portable", "ratio_at_most", 1.3, "civit8"),
 )
 # The reference each group's untargeted rows are compared with.
 GROUP_REFERENCE = {
@@ -740,12 +742,14 @@ class Bench:
         self.check_printed(printed, "sha256", "blake3")
         return Run(seconds, rss, steal)
 
-    def civit_fetch(self, url: str, connections: int) -> Run:
+    def civit_fetch(self, url: str, connections: int, *, portable: bool = False) -> Run:
+        """One ``fetch`` in its own process; ``portable`` removes the POSIX positional
+        I/O calls first, so the engine runs as it does on Windows."""
         settle(self.paths.out, self.paths.scratch, cooldown=self.cooldown)
         argv = [
             self.python,
             str(Path(__file__).resolve()),
-            "_fetch",
+            "_fetch_portable" if portable else "_fetch",
             url,
             str(self.paths.output),
             str(self.size),
@@ -758,6 +762,8 @@ class Bench:
         report = json.loads(done.stdout.strip().splitlines()[-1])
         if set(report["verified"]) != set(ALGORITHMS):
             raise CaseError(f"civit verified {report['verified']}, expected {ALGORITHMS}")
+        if report["positional_io"] == portable:
+            raise CaseError(f"the engine ran with positional_io={report['positional_io']}")
         self.check_output(self.paths.output)
         return Run(done.seconds, done.peak_rss, done.steal, {"fetch_seconds": report["seconds"]})
 
@@ -919,13 +925,14 @@ def fetch_driver(argv: Sequence[str]) -> int:
     """
     import resource
 
+    from civit.partfile import positional_io_available
     from civit.records import Hashes
     from civit.transfer import fetch
 
     url, target, size, connections, digests = argv
     expected = Hashes(**{name: value for name, value in json.loads(digests).items()})
     started = time.perf_counter()
-    _, _, verified, transferred, _ = fetch(
+    fetched = fetch(
         lambda: url,
         Path(target),
         expected=expected,
@@ -936,7 +943,13 @@ def fetch_driver(argv: Sequence[str]) -> int:
     )
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    report = {"seconds": seconds, "verified": list(verified), "bytes": transferred, "rss": peak}
+    report = {
+        "seconds": seconds,
+        "verified": list(fetched.verified),
+        "bytes": fetched.transferred,
+        "rss": peak,
+        "positional_io": positional_io_available(),
+    }
     print(json.dumps(report))
     return 0
 
@@ -1083,6 +1096,11 @@ def define_cases(bench: Bench, api_url: str, throttle: str) -> list[Case]:
              lambda: bench.civit_fetch(bench.plain, 1), size),
         Case("civit8", "download", "civit 8 connections, SHA256+BLAKE3+CRC32",
              lambda: bench.civit_fetch(bench.plain, 8), size),
+        Case("civit1_portable", "download",
+             "civit 1 connection, portable I/O (no pwrite/preadv/fadvise, as on Windows)",
+             lambda: bench.civit_fetch(bench.plain, 1, portable=True), size),
+        Case("civit8_portable", "download", "civit 8 connections, portable I/O",
+             lambda: bench.civit_fetch(bench.plain, 8, portable=True), size),
         Case("civit_get", "download", "civit get (CLI + FakeCivitai API), 1 connection",
              lambda: bench.civit_get(api_url), size),
         Case("aria2c", "throttled", f"aria2c -x8 -s8, {per_connection}", bench.aria2c, size),
@@ -1144,6 +1162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["_fetch"]:
+        return fetch_driver(arguments[1:])
+    if arguments[:1] == ["_fetch_portable"]:
+        for name in ("pwrite", "pwritev", "pread", "preadv", "posix_fadvise", "posix_fallocate"):
+            if hasattr(os, name):
+                delattr(os, name)  # what Windows' os module lacks: forces the portable path
         return fetch_driver(arguments[1:])
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=parse_size, default=2 << 30, help="file size (2G)")

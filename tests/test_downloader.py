@@ -424,12 +424,17 @@ def test_kill_9_then_rerun_resumes(fake: FakeCivitai, tmp_path: Path) -> None:
     assert leftovers(tmp_path) == ["waiIllustriousSDXL_v160.safetensors"]
 
 
-def test_hashes_record_without_digests_still_downloads(
+def test_a_record_without_digests_or_size_is_refused_before_the_network(
     client: Client, fake: FakeCivitai, tmp_path: Path
 ) -> None:
     real = record(client, 368189, 3000001)
     bare = File(id=real.id, name=real.name, hashes=Hashes(), version_id=real.version_id)
-    result = download(bare, dest=tmp_path, client=client, **FAST_ENGINE)
+    with pytest.raises(IntegrityError, match="no hash and no exact size") as info:
+        download(bare, dest=tmp_path, client=client, **FAST_ENGINE)
+    assert "--no-verify" in str(info.value)
+    assert fake.cdn_requests() == []
+    assert leftovers(tmp_path) == []
+    result = download(bare, dest=tmp_path, client=client, verify=False, **FAST_ENGINE)
     assert result.verified == ()
     assert result.path.read_bytes() == fake.file(3000001).content
 

@@ -269,7 +269,7 @@ def download(
         def resolve() -> str:
             return api.resolve_download(version_id, file_id=file.id, what=file.name).url
 
-        size, digests, verified, transferred, resumed = fetch(
+        fetched = fetch(
             resolve,
             target,
             expected=file.hashes,
@@ -280,18 +280,17 @@ def download(
             stall_timeout=stall_timeout,
             progress=progress,
             retry_base=retry_base,
+            cache=hashes,
         )
-        with contextlib.suppress(OSError):
-            hashes.store(target.stat(), digests)
     warnings = (code_warning(file), long_path_warning(target))
     return DownloadResult(
         path=target,
-        size=size,
+        size=fetched.size,
         status="downloaded",
-        digests=digests,
-        verified=verified,
-        bytes_transferred=transferred,
-        resumed_from=resumed,
+        digests=fetched.digests,
+        verified=fetched.verified,
+        bytes_transferred=fetched.transferred,
+        resumed_from=fetched.resumed_from,
         seconds=time.monotonic() - started,
         file_id=file.id,
         warnings=tuple(w for w in warnings if w),

@@ -11,14 +11,31 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import platformdirs
 
 from civit.errors import CivitError, DiskSpaceError
 
-__all__ = ["atomic_write", "cache_dir", "check_free_space", "commit", "human_bytes"]
+__all__ = [
+    "atomic_write",
+    "cache_dir",
+    "check_free_space",
+    "commit",
+    "fsync_dir",
+    "human_bytes",
+    "is_in_use",
+    "replace_when_free",
+]
+
+#: Windows errors for a file another process holds open: access denied, sharing and
+#: lock violations, and a file mapped into memory (WebUIs mmap .safetensors).
+IN_USE_WINERRORS = frozenset({5, 32, 33, 1224})
+#: How long a rename onto a file in use is retried before giving up.
+IN_USE_WAIT = 2.0
 
 
 def cache_dir() -> Path:
@@ -27,9 +44,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CIVIT_CACHE_DIR") or platformdirs.user_cache_dir("civit"))
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform/file system allows it.
-    with contextlib.suppress(OSError):
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the OS can open a folder to fsync it."""
+    if sys.platform == "win32":  # folders cannot be opened as files; NTFS journals renames
+        return
+    with contextlib.suppress(OSError):  # some file systems refuse it
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -49,7 +68,33 @@ def commit(temporary: Path, final: Path, *, durable: bool = True) -> None:
             os.fsync(handle.fileno())
     temporary.replace(final)
     if durable:
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
+
+
+def is_in_use(exc: OSError) -> bool:
+    """Whether ``exc`` is Windows refusing a rename because another process has the
+    file open (POSIX renames over open files)."""
+    return getattr(exc, "winerror", None) in IN_USE_WINERRORS
+
+
+def replace_when_free(source: Path, destination: Path) -> None:
+    """``os.replace``, retried for up to :data:`IN_USE_WAIT` seconds while the
+    destination is in use (a WebUI reading the old model on Windows).
+
+    Raises:
+        OSError: the rename still fails (check :func:`is_in_use` to tell why).
+    """
+    deadline = time.monotonic() + IN_USE_WAIT
+    delay = 0.05
+    while True:
+        try:
+            source.replace(destination)
+            return
+        except OSError as exc:
+            if not is_in_use(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -26,6 +26,7 @@ import io
 import os
 import queue
 import struct
+import sys
 import threading
 import weakref
 import zlib
@@ -519,9 +520,10 @@ def _hash_one(
                 if progress is not None:
                     progress(before.st_size, before.st_size)
                 return FileDigests(path, cached, before.st_size, cached=True)
-            if hasattr(os, "posix_fadvise") and S_ISREG(before.st_mode):
-                # Doubles read-ahead when the file is not in the page cache yet.
-                os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            if sys.platform != "win32" and sys.platform != "darwin":
+                if hasattr(os, "posix_fadvise") and S_ISREG(before.st_mode):
+                    # Doubles read-ahead when the file is not in the page cache yet.
+                    os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             with Digester(wanted) as digester:
                 size = _feed(stream, digester, progress, before.st_size, block_size)
                 digests = digester.hexdigests()

@@ -301,8 +301,6 @@ class _Installer:
                     base, status="present", size=target.stat().st_size, digests=present
                 )
             fetched = self._fetch(key, locked, target)
-            with contextlib.suppress(OSError):
-                self.cache.store(target.stat(), fetched.digests)
         return self._installed(base, fetched)
 
     def _via_store(
@@ -315,8 +313,6 @@ class _Installer:
             digests = self.store.verified_digests(locked.sha256, cache=self.cache)
             if digests is None:
                 fetched = self._fetch(key, locked, entry)
-                with contextlib.suppress(OSError):
-                    self.cache.store(entry.stat(), fetched.digests)
             else:
                 fetched = _Fetched(entry.stat().st_size, digests, 0, "store")
             link = link_or_copy(entry, target)
@@ -383,18 +379,20 @@ class _Installer:
             if source == "mirror"
             else f"civitai:{locked.version_id}:{locked.file_id}"
         )
-        size, digests, _, transferred, _ = fetch(
+        fetched = fetch(
             resolve,
             target,
             expected=locked.hashes,
             file_key=file_key,
+            expected_size=locked.size,
             size_hint=locked.size_estimate,
             connections=self.connections,
             stall_timeout=self.stall_timeout,
             progress=self.progress.for_entry(key),
             retry_base=retry_base,
+            cache=self.cache,
         )
-        return _Fetched(size, digests, transferred, source)
+        return _Fetched(fetched.size, dict(fetched.digests), fetched.transferred, source)
 
 
 def _choose(name: str, explicit: Any, from_manifest: Any, settings: Settings) -> Any:

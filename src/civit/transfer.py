@@ -4,14 +4,21 @@ One download, start to finish::
 
     target path ──► lock ──► already present? ──► resolve link ──► fetch into .part
                                    │ yes                              │ Range segments,
-                                   ▼                                  │ pwrite, hasher
-                                 skip                                 ▼ following the frontier
-                                              verify digests ──► os.replace ──► cache
+                                   ▼                                  │ writes by offset,
+                                 skip                                 ▼ hasher following
+                                              verify size + digests ──► commit the verified
+                                                                        inode ──► cache
 
 Bytes land in ``<name>.part`` beside the target; ``<name>.part.json`` records the file
-id, size, expected SHA256, the validator (ETag) and how far each segment got, so a later
-run continues where this one stopped. The storage host gets no credentials; its links
-expire, and a 401/403/410 from it means "ask the API for a fresh link and continue".
+id, size, expected SHA256, the validator (ETag or Last-Modified) and how far each
+segment got, so a later run continues where this one stopped (only with a validator:
+without one a changed file could not be told apart, so the download starts over).
+The storage host gets no credentials; its links expire, and a 401/403/410 from it
+means "ask the API for a fresh link and continue" (see :mod:`civit.cdn`).
+
+What is committed is what was verified: the ``.part`` stays open by descriptor from
+the first byte to the rename, and the rename happens only while the path still names
+that same inode. The hash cache records that inode and nothing else.
 
 The bulk body is read with :mod:`http.client` ``readinto`` into reused buffers: DESIGN.md
 measured it at about three times httpx's throughput per CPU second, and the CPU saved
@@ -26,37 +33,51 @@ import hashlib
 import http.client
 import os
 import random
-import re
-import socket
-import ssl
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urljoin, urlsplit
 
 import filelock
 
-from civit.api import USER_AGENT, parse_retry_after
+from civit.cdn import (
+    HTML_HINT,
+    LinkExpired,
+    Opened,
+    RangeIgnored,
+    Retryable,
+    Storage,
+    looks_like_html,
+)
 from civit.errors import (
     AuthError,
     CivitError,
     DiskSpaceError,
     IntegrityError,
     NetworkError,
-    NotFoundError,
-    redact_url,
 )
-from civit.fsutil import atomic_write, cache_dir, check_free_space, commit
+from civit.fsutil import (
+    atomic_write,
+    cache_dir,
+    check_free_space,
+    fsync_dir,
+    human_bytes,
+    is_in_use,
+    replace_when_free,
+)
+from civit.hashcache import HashCache
 from civit.hashing import Digester, ProgressCallback
-from civit.partfile import PartState, Segment, preallocate, release_to_disk
+from civit.network import ProxyRules, proxy_rules
+from civit.partfile import PartFile, PartState, ReadAt, Segment, WriteAt, reject_unusual_file
 from civit.records import Hashes
 
 __all__ = [
+    "RESERVED_SUFFIXES",
+    "Fetched",
     "LinkResolver",
-    "ProgressCallback",
+    "LockWaitCallback",
     "default_connections",
     "digests_to_compute",
     "fetch",
@@ -77,20 +98,22 @@ WRITEBACK_STEP = 64 * MiB
 STATE_SAVE_INTERVAL = 1.0
 PROGRESS_INTERVAL = 0.1
 FILL_INTERVAL = 0.1
-MAX_REDIRECTS = 5
 MAX_FAILURES_WITHOUT_PROGRESS = 6
 MAX_LINK_REFRESHES = 8
+#: A connection slower than this for a whole stall timeout is dropped and reopened:
+#: a host trickling a byte a second would otherwise never trip the stall timeout.
+MIN_RATE = 1024
+#: ``sizeKB`` is rounded (sometimes to whole KiB): a byte count this close matches it.
+SIZE_KB_SLACK = 1024
+#: Names civit uses beside every target; a target may not end with them.
+RESERVED_SUFFIXES = (".part", ".part.json")
 
 #: Returns a fresh URL for the bytes; called again when a link expires.
 LinkResolver = Callable[[], str]
 
-Status = Literal["downloaded", "present"]
-
-HTML_HINT = (
-    "this is a login or challenge page, not a model: set a valid CIVITAI_API_TOKEN "
-    "(create one at https://civitai.com/user/account)"
-)
-_HTML_START = re.compile(rb"^\s*(<!doctype html|<html|<head|<\?xml)", re.IGNORECASE)
+#: ``on_wait(target, pid)``: another process holds the target's lock (``pid`` of the
+#: other civit when it is known); called once before waiting for it.
+LockWaitCallback = Callable[[Path, "int | None"], None]
 
 
 def default_connections(size: int | None) -> int:
@@ -123,31 +146,24 @@ def digests_to_compute(hashes: Hashes) -> tuple[str, ...]:
     return tuple(sorted(wanted))
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What :func:`fetch` put at the target.
+
+    ``stat`` describes the committed inode as it was verified (record it in a hash
+    cache, never a fresh ``stat`` of the path); ``verified`` names the checks that
+    passed against the record (``"size"`` included when an exact size was known).
+    """
+
+    size: int
+    digests: Mapping[str, str]
+    verified: tuple[str, ...]
+    transferred: int
+    resumed_from: int
+    stat: os.stat_result
+
+
 # -- the transfer ------------------------------------------------------------------
-
-
-class _LinkExpired(Exception):
-    """The storage host refused the link (401/403/410): ask the API for a new one."""
-
-
-class _RangeIgnored(Exception):
-    """The server answered a ranged request with the whole body (200)."""
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-@dataclass
-class _Response:
-    connection: http.client.HTTPConnection
-    response: http.client.HTTPResponse
-    start: int
-    end: int  # exclusive: where this response's body stops
-    total: int
-    validator: str | None
 
 
 def _fill(response: http.client.HTTPResponse, view: memoryview) -> int:
@@ -170,11 +186,24 @@ def _fill(response: http.client.HTTPResponse, view: memoryview) -> int:
     return filled
 
 
-def _parse_content_range(value: str | None) -> tuple[int, int, int] | None:
-    match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
-    if not match or match.group(3) == "*":
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+class _RateLimit:
+    """``--limit-rate``: one budget of bytes per second shared by every connection."""
+
+    def __init__(self, rate: float, cancelled: threading.Event) -> None:
+        self.rate = rate
+        self.cancelled = cancelled
+        self.lock = threading.Lock()
+        self.next_free = time.monotonic()
+        #: Reads stay small enough that a connection never runs far ahead of its share.
+        self.chunk = max(4096, min(BUFFER_SIZE, int(rate / 10)))
+
+    def take(self, count: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.next_free = max(self.next_free, now) + count / self.rate
+            delay = self.next_free - now
+        if delay > 0:
+            self.cancelled.wait(delay)
 
 
 class _Transfer:
@@ -188,37 +217,59 @@ class _Transfer:
         *,
         file_key: str,
         expected: Hashes,
+        expected_size: int | None,
         size_hint: int | None,
         connections: int,
         stall_timeout: float,
         algorithms: tuple[str, ...],
         progress: ProgressCallback | None,
         retry_base: float,
+        proxies: ProxyRules,
+        limit_rate: float | None,
+        deadline: float | None,
     ) -> None:
         self.resolve = resolve
         self.part = part
         self.state_path = state_path
         self.file_key = file_key
         self.expected = expected
+        self.expected_size = expected_size
         self.size_hint = size_hint
         self.connections = max(1, connections)
         self.stall_timeout = stall_timeout
         self.algorithms = algorithms
         self.progress = progress
         self.retry_base = retry_base
+        self.storage = Storage(timeout=stall_timeout, proxies=proxies)
+        self.deadline = None if deadline is None else time.monotonic() + deadline
+        self.deadline_seconds = deadline
         self.lock = threading.Condition()
         self.cancelled = threading.Event()
+        self.limiter = _RateLimit(limit_rate, self.cancelled) if limit_rate else None
+        self.min_rate = MIN_RATE if not limit_rate else min(MIN_RATE, limit_rate / 4)
         self.error: BaseException | None = None
         self.url = ""  # resolved lazily: a complete .part needs no link at all
         self.refreshes = 0
         self.transferred = 0
         self.resumed_from = 0
         self.state: PartState | None = None
+        self.file: PartFile | None = None
+        #: Byte ranges an earlier run left, unproven until the digests match.
+        self.inherited: list[tuple[int, int]] = []
         self.last_save = 0.0
         self.last_progress = 0.0
-        self.open_connections: set[http.client.HTTPConnection] = set()
+        #: A body without a length is being streamed: no state to save, no total.
+        self.unknown_size = False
+        #: A worker did not stop when told: its descriptor must stay open.
+        self.stuck = False
 
     # -- links --
+
+    def _current_url(self) -> str:
+        with self.lock:
+            if self.url:
+                return self.url
+        return self._refresh_url("")
 
     def _refresh_url(self, stale: str) -> str:
         with self.lock:
@@ -233,153 +284,7 @@ class _Transfer:
             self.url = self.resolve()
             return self.url
 
-    # -- HTTP --
-
-    def _open(
-        self,
-        url: str,
-        start: int,
-        end: int | None,
-        validator: str | None,
-        *,
-        accept_full: bool = False,
-        reuse: http.client.HTTPConnection | None = None,
-    ) -> _Response:
-        """GET ``[start, end)`` of ``url``, following the storage host's own redirects.
-
-        ``accept_full`` lets a 200 (whole body from byte 0) answer a ranged request,
-        which only the first request of a transfer can use. ``reuse`` is a kept-alive
-        connection to the same host; if the host has closed it, a new one is opened.
-        """
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": "identity",
-            "Range": f"bytes={start}-{'' if end is None else end - 1}",
-        }
-        if validator and start > 0:
-            headers["If-Range"] = validator
-        for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            path = parts.path or "/"
-            if parts.query:
-                path += "?" + parts.query
-            if reuse is not None:
-                kept, reuse = reuse, None
-                if (kept.host, kept.port) == (parts.hostname, parts.port or kept.port):
-                    try:
-                        kept.request("GET", path, headers=headers)
-                        response = kept.getresponse()
-                    except (OSError, http.client.HTTPException):
-                        self._close(kept)  # the host closed it between requests
-                    else:
-                        return self._accept(kept, response, url, start, accept_full)
-                else:
-                    self._close(kept)
-            connection: http.client.HTTPConnection
-            if parts.scheme == "https":
-                connection = http.client.HTTPSConnection(
-                    parts.hostname or "",
-                    parts.port,
-                    timeout=self.stall_timeout,
-                    context=ssl.create_default_context(),
-                )
-            elif parts.scheme == "http":
-                connection = http.client.HTTPConnection(
-                    parts.hostname or "", parts.port, timeout=self.stall_timeout
-                )
-            else:
-                raise NetworkError(f"unsupported download URL scheme in {redact_url(url)}")
-            self._track(connection)
-            try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                self._close(connection)
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-            if 300 <= response.status < 400 and response.getheader("location"):
-                location = response.getheader("location") or ""
-                self._close(connection)
-                url = urljoin(url, location)
-                continue
-            return self._accept(connection, response, url, start, accept_full)
-        raise NetworkError(f"too many redirects fetching {redact_url(url)}")
-
-    def _accept(
-        self,
-        connection: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        url: str,
-        start: int,
-        accept_full: bool,
-    ) -> _Response:
-        try:
-            return self._check_response(connection, response, url, start, accept_full=accept_full)
-        except BaseException:
-            self._close(connection)
-            raise
-
-    def _check_response(
-        self,
-        connection: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        url: str,
-        start: int,
-        *,
-        accept_full: bool,
-    ) -> _Response:
-        status = response.status
-        content_type = (response.getheader("content-type") or "").lower()
-        if status in (200, 206) and "html" in content_type:
-            raise AuthError(
-                f"the storage host sent an HTML page instead of the file ({redact_url(url)})",
-                url=url,
-                hint=HTML_HINT,
-            )
-        if status in (401, 403, 410):
-            raise _LinkExpired(f"HTTP {status}")
-        if status == 404:
-            raise NotFoundError(f"the file is not at {redact_url(url)} (HTTP 404)", url=url)
-        if status == 416:
-            raise _RangeIgnored("HTTP 416: the file is shorter than expected")
-        if status in (429, 500, 502, 503, 504):
-            raise _Retryable(f"HTTP {status}", parse_retry_after(response.getheader("retry-after")))
-        if status not in (200, 206):
-            raise NetworkError(f"unexpected HTTP {status} from {redact_url(url)}", url=url)
-        validator = response.getheader("etag")
-        if validator and validator.startswith("W/"):
-            validator = None  # weak validators cannot guard a byte-range resume
-        if status == 206:
-            content_range = _parse_content_range(response.getheader("content-range"))
-            if content_range is None or content_range[0] != start:
-                raise _RangeIgnored("206 with a Content-Range that does not start where asked")
-            total = content_range[2]
-            return _Response(connection, response, start, content_range[1] + 1, total, validator)
-        if start > 0 and not accept_full:
-            raise _RangeIgnored("200 to a ranged request")
-        length = response.getheader("content-length")
-        if length is None or not length.isdigit():
-            raise NetworkError(f"no Content-Length from {redact_url(url)}", url=url)
-        return _Response(connection, response, 0, int(length), int(length), validator)
-
-    def _track(self, connection: http.client.HTTPConnection) -> None:
-        with self.lock:
-            self.open_connections.add(connection)
-
-    def _close(self, connection: http.client.HTTPConnection) -> None:
-        with self.lock:
-            self.open_connections.discard(connection)
-        connection.close()
-
-    def _abort_connections(self) -> None:
-        """Unblock every worker stuck in recv() so cancellation is immediate."""
-        with self.lock:
-            connections = list(self.open_connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                if connection.sock is not None:
-                    connection.sock.shutdown(socket.SHUT_RDWR)
-
-    # -- workers --
+    # -- progress and state --
 
     def _note_progress(self, count: int) -> None:
         now = time.monotonic()
@@ -395,20 +300,25 @@ class _Transfer:
         if due_state:
             self._save_state()
         if due_progress and self.progress and self.state:
-            self.progress(self.state.bytes_present, self.state.size)
+            if self.unknown_size:
+                self.progress(self.transferred, None)
+            else:
+                self.progress(self.state.bytes_present, self.state.size)
 
     def _save_state(self) -> None:
         with self.lock:
-            if self.state is None:
+            if self.state is None or self.unknown_size:
                 return
             data = self.state.to_json()
         with contextlib.suppress(CivitError):
             atomic_write(self.state_path, data, durable=False)
 
+    # -- workers --
+
     def _receive(
-        self, fd: int, segment: Segment, opened: _Response
+        self, write_at: WriteAt, segment: Segment, opened: Opened
     ) -> http.client.HTTPConnection | None:
-        """Copy the body of ``opened`` into ``segment`` until it is done or drops.
+        """Copy the body of ``opened`` into ``segment`` until either ends, or it drops.
 
         Returns the connection, ready for another request, if the whole body was read
         and the server keeps connections alive; otherwise closes it and returns None.
@@ -416,19 +326,26 @@ class _Transfer:
         buffer = bytearray(BUFFER_SIZE)
         view = memoryview(buffer)
         response = opened.response
+        body_end = opened.end if opened.end is not None else 1 << 62
+        chunk = self.limiter.chunk if self.limiter else BUFFER_SIZE
+        window_start = time.monotonic()
+        window_bytes = 0
+        started_at = segment.done
         try:
             while not self.cancelled.is_set():
                 with self.lock:
-                    want = min(BUFFER_SIZE, segment.end - segment.done)
+                    want = min(chunk, min(segment.end, body_end) - segment.done)
                 if want <= 0:
                     break
                 try:
                     count = _fill(response, view[:want])
                 except (OSError, http.client.HTTPException) as exc:
-                    raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                    raise Retryable(f"{type(exc).__name__}: {exc}") from exc
                 if count == 0:
-                    raise _Retryable("connection closed early")
-                if segment.done == 0 and _HTML_START.match(bytes(view[:64])):
+                    if opened.end is None and segment.done > started_at:
+                        break  # a body without a length ends when the connection closes
+                    raise Retryable("connection closed early")
+                if segment.done == 0 and looks_like_html(bytes(view[:64])):
                     raise AuthError(
                         "the storage host sent an HTML page instead of the file",
                         hint=HTML_HINT,
@@ -436,22 +353,33 @@ class _Transfer:
                 written = 0
                 while written < count:
                     piece = view[written : min(count, written + WRITE_SLICE)]
-                    written += os.pwrite(fd, piece, segment.done + written)
+                    written += write_at(piece, segment.done + written)
                 with self.lock:
                     segment.done += count
                 self._note_progress(count)
+                if self.limiter is not None:
+                    self.limiter.take(count)
+                window_bytes += count
+                now = time.monotonic()
+                if now - window_start >= self.stall_timeout:
+                    if window_bytes < self.min_rate * (now - window_start):
+                        raise Retryable(
+                            f"slower than {human_bytes(self.min_rate)}/s for "
+                            f"{self.stall_timeout:g} s"
+                        )
+                    window_start, window_bytes = now, 0
         except BaseException:
-            self._close(opened.connection)
+            self.storage.close(opened.connection)
             raise
         if segment.done == opened.end and not response.will_close:
             response.close()  # releases the body reader; the socket stays open
             return opened.connection
-        self._close(opened.connection)
+        self.storage.close(opened.connection)
         return None
 
     def _run_segment(
         self,
-        fd: int,
+        write_at: WriteAt,
         segment: Segment,
         connection: http.client.HTTPConnection | None,
     ) -> http.client.HTTPConnection | None:
@@ -459,23 +387,23 @@ class _Transfer:
         failures = 0
         while segment.remaining and not self.cancelled.is_set():
             before = segment.done
-            url = self.url
+            url = self._current_url()
             try:
                 assert self.state is not None
-                opened = self._open(
+                opened = self.storage.get(
                     url, segment.done, segment.end, self.state.validator, reuse=connection
                 )
                 connection = None
-                if opened.total != self.state.size:
-                    self._close(opened.connection)
-                    raise _RangeIgnored(
+                if opened.total is not None and opened.total != self.state.size:
+                    self.storage.close(opened.connection)
+                    raise RangeIgnored(
                         f"size changed from {self.state.size} to {opened.total} bytes"
                     )
-                connection = self._receive(fd, segment, opened)
-            except _LinkExpired:
+                connection = self._receive(write_at, segment, opened)
+            except LinkExpired:
                 self._refresh_url(url)
                 continue
-            except _Retryable as exc:
+            except Retryable as exc:
                 failures = 0 if segment.done > before else failures + 1
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS:
                     raise NetworkError(
@@ -490,7 +418,17 @@ class _Transfer:
         if delay is None:
             delay = min(30.0, self.retry_base * 2.0 ** max(failures - 1, 0))
             delay *= random.uniform(0.5, 1.0)
+        if self.deadline is not None:
+            delay = min(delay, max(self.deadline - time.monotonic(), 0.0))
         self.cancelled.wait(delay)
+        self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise NetworkError(
+                f"the download did not finish within --deadline {self.deadline_seconds:g} s",
+                hint="the partial file is kept; run the same command again to resume",
+            )
 
     def _claim(self) -> Segment | None:
         """The first piece nobody works on: pieces go out front to back, so the
@@ -517,6 +455,34 @@ class _Transfer:
             self.state.segments.sort(key=lambda s: s.start)
             return stolen
 
+    def _worker(self, probe: Opened | None) -> None:
+        """Fetch pieces front to back on one kept-alive connection (starting with the
+        probe's, if given), then help others by taking half of the largest one left."""
+        connection = None
+        try:
+            assert self.file is not None
+            write_at = self.file.writer()
+            if probe is not None:
+                state = self.state
+                assert state is not None
+                with self.lock:
+                    segment = next(s for s in state.segments if s.done == probe.start)
+                    segment.claimed = True
+                # A drop here is fine: _run_segment reconnects from where the body stopped.
+                with contextlib.suppress(Retryable):
+                    connection = self._receive(write_at, segment, probe)
+                connection = self._run_segment(write_at, segment, connection)
+            while not self.cancelled.is_set():
+                piece = self._claim() or self._steal()
+                if piece is None:
+                    return
+                connection = self._run_segment(write_at, piece, connection)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._fail(exc)
+        finally:
+            if connection is not None:
+                self.storage.close(connection)
+
     # -- hashing --
 
     def _frontier(self) -> int:
@@ -524,13 +490,13 @@ class _Transfer:
         unfinished = [s.done for s in self.state.segments if s.remaining]
         return min(unfinished) if unfinished else self.state.size
 
-    def _hash_follow(self, fd: int, digester: Digester) -> None:
+    def _hash_follow(self, read_at: ReadAt, digester: Digester) -> None:
         """Hash the file front to back, never past the contiguous written frontier.
 
         Blocks are read back from the page cache into two alternating buffers, so the
         next read overlaps the hashing of the previous block.
         """
-        assert self.state is not None
+        assert self.state is not None and self.file is not None
         buffers = (memoryview(bytearray(HASH_BLOCK)), memoryview(bytearray(HASH_BLOCK)))
         which = 0
         pending = False
@@ -546,7 +512,7 @@ class _Transfer:
                     limit = self._frontier()
                 while position < limit:
                     block = buffers[which][: min(HASH_BLOCK, limit - position)]
-                    count = os.preadv(fd, [block], position)
+                    count = read_at(block, position)
                     if count <= 0:
                         raise OSError(errno.EIO, f"short read from {self.part}")
                     if pending:
@@ -556,7 +522,7 @@ class _Transfer:
                     which ^= 1
                     position += count
                     if position - released >= WRITEBACK_STEP:
-                        release_to_disk(fd, released, position - released)
+                        self.file.release_to_disk(released, position - released)
                         released = position
             if pending:
                 digester.wait()
@@ -571,26 +537,42 @@ class _Transfer:
                 self.error = exc
             self.cancelled.set()
             self.lock.notify_all()
-        self._abort_connections()
+        self.storage.abort_all()
 
     def _previous_state(self) -> PartState | None:
-        """The state of an earlier run of this same file, if its ``.part`` is usable."""
+        """The state of an earlier run of this same file, if its ``.part`` is usable.
+
+        Unfinished work resumes only under a validator (ETag or Last-Modified): without
+        one, bytes of a file changed upstream could not be told from ours.
+        """
         previous = PartState.load(self.state_path)
+        part = reject_unusual_file(self.part, "a partial download")
         usable = (
             previous is not None
+            and part is not None
             and previous.file_key == self.file_key
             and previous.sha256 == self.expected.sha256
-            and self.part.is_file()
-            and self.part.stat().st_size == previous.size
+            and part.st_size == previous.size
+            and (previous.validator is not None or previous.first_unfinished() is None)
+            and (self.expected_size is None or previous.size == self.expected_size)
         )
         if not usable:
-            self._discard()
+            self.discard()
             return None
         return previous
 
-    def _discard(self) -> None:
-        self.state_path.unlink(missing_ok=True)
-        self.part.unlink(missing_ok=True)
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        try:
+            self.state_path.unlink(missing_ok=True)
+            self.part.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CivitError(
+                f"cannot remove {self.part} or its state: {exc.strerror or exc}",
+                hint="move it away, then run the same command again",
+            ) from exc
 
     def _split_for(self, connections: int) -> None:
         assert self.state is not None
@@ -604,20 +586,18 @@ class _Transfer:
             largest.end = middle
         self.state.segments = sorted(segments, key=lambda s: s.start)
 
-    def _probe(self, start: int, end: int | None, validator: str | None) -> _Response:
+    def _probe(self, start: int, end: int | None, validator: str | None) -> Opened:
         """The first request: it tells the size and whether ranges work, and its body
         feeds the segment ``[start, end)``. Bounded to that segment, so nothing the
         server sends past it is wasted in socket buffers."""
         failures = 0
         while True:
-            if not self.url:
-                self.url = self.resolve()
-            url = self.url
+            url = self._current_url()
             try:
-                return self._open(url, start, end, validator, accept_full=True)
-            except _LinkExpired:
+                return self.storage.get(url, start, end, validator, accept_full=True)
+            except LinkExpired:
                 self._refresh_url(url)
-            except _Retryable as exc:
+            except Retryable as exc:
                 failures += 1
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS:
                     raise NetworkError(
@@ -626,25 +606,52 @@ class _Transfer:
                     ) from exc
                 self._sleep_before_retry(failures, exc.retry_after)
 
+    def check_size(self, size: int) -> None:
+        """Refuse a file whose byte count disagrees with the record (before any byte is
+        written when the host says the size up front).
+
+        Raises:
+            IntegrityError: not the exact size, or not within ``sizeKB``'s rounding.
+        """
+        if self.expected_size is not None:
+            if size != self.expected_size:
+                raise _size_mismatch(self.part, self.expected_size, size, "exactly")
+        elif self.size_hint is not None and abs(size - self.size_hint) > SIZE_KB_SLACK:
+            raise _size_mismatch(self.part, self.size_hint, size, "about")
+
     def run(self) -> tuple[int, dict[str, str]]:
         """Fetch everything; return (size, digests). The ``.part`` is complete after."""
-        last: _RangeIgnored | None = None
+        last: RangeIgnored | None = None
         for _ in range(3):
             try:
-                return self._attempt()
-            except _RangeIgnored as exc:
+                probe = self._start()
+                if probe is not None and probe.total is None and self.expected_size is None:
+                    return self._stream_to_end(probe)
+                return self._transfer(probe)
+            except RangeIgnored as exc:
                 # The server cannot do ranges or the file changed under us: nothing on
                 # disk can be trusted, so start over from byte zero on one connection.
                 last = exc
-                self._discard()
+                self.discard()
                 self.connections = 1
+                self.inherited = []
         raise NetworkError(f"the storage host keeps answering inconsistently ({last})")
 
-    def _start(self) -> _Response | None:
+    def recheck(self) -> tuple[int, dict[str, str]]:
+        """Fetch again the bytes an earlier run left (its state may have claimed more
+        than reached the disk), then hash the whole file again."""
+        assert self.state is not None
+        self.state.segments = [Segment(a, b, a) for a, b in self.inherited]
+        self.inherited = []
+        self.resumed_from = 0
+        return self._transfer(None)
+
+    def _start(self) -> Opened | None:
         """Resume or start fresh; return the probe whose body feeds the first segment."""
         previous = self._previous_state()
         if previous is not None:
             self.state = previous
+            self.inherited = previous.present_ranges()
             self._split_for(self.connections)
             resume_at = previous.first_unfinished()
             if resume_at is None:
@@ -653,46 +660,102 @@ class _Transfer:
             if probe.start == resume_at.done and probe.total == previous.size:
                 previous.validator = probe.validator or previous.validator
                 return probe
-            if probe.start != 0:
-                self._close(probe.connection)
-                raise _RangeIgnored(f"size changed to {probe.total} bytes")
-        else:
-            first_end = None
-            if self.connections > 1 and self.size_hint:
-                first_end = piece_size(self.size_hint, self.connections)
-            probe = self._probe(0, first_end, None)
-        self._discard()
+            self.storage.close(probe.connection)
+            raise RangeIgnored(f"the file is now {probe.total} bytes, or ranges stopped working")
+        first_end = None
+        if self.connections > 1 and self.size_hint:
+            first_end = piece_size(self.size_hint, self.connections)
+        probe = self._probe(0, first_end, None)
+        try:
+            self._check_probe(probe)
+        except BaseException:
+            self.storage.close(probe.connection)
+            raise
+        self.discard()
+        total = probe.total if probe.total is not None else self.expected_size
+        if total is None:
+            return probe  # no length at all: streamed to the end, see _stream_to_end
         if probe.response.status != 206:
             self.connections = 1
-        segments = [Segment(0, probe.end, 0)]
-        step = piece_size(probe.total, self.connections)
-        for start in range(probe.end, probe.total, step):
-            segments.append(Segment(start, min(start + step, probe.total), start))
+        first = probe.end if probe.end is not None else total
+        segments = [Segment(0, first, 0)]
+        step = piece_size(total, self.connections)
+        for start in range(first, total, step):
+            segments.append(Segment(start, min(start + step, total), start))
         self.state = PartState(
-            self.file_key, probe.total, self.expected.sha256, probe.validator, segments
+            self.file_key, total, self.expected.sha256, probe.validator, segments
         )
         return probe
 
-    def _attempt(self) -> tuple[int, dict[str, str]]:
+    def _check_probe(self, probe: Opened) -> None:
+        """What the first answer proves wrong before any byte is written: the size,
+        and an HTML page sent under a binary content type."""
+        if probe.total is not None:
+            self.check_size(probe.total)
+        response = probe.response
+        if not response.chunked and (probe.end is None or probe.end > probe.start):
+            with contextlib.suppress(OSError, ValueError):
+                if looks_like_html(response.fp.peek(64)[:64]):
+                    raise AuthError(
+                        "the storage host sent an HTML page instead of the file",
+                        hint=HTML_HINT,
+                    )
+
+    def _open_file(self) -> PartFile:
+        if self.file is None:
+            self.file = PartFile.open(self.part)
+        return self.file
+
+    def _stream_to_end(self, probe: Opened) -> tuple[int, dict[str, str]]:
+        """A body without any length: read it to the end on one connection, then hash.
+
+        Nothing can be resumed (nothing says how long it is), so no state is saved;
+        only the digests (or the record's size) can prove what arrived.
+        """
+        part = self._open_file()
+        self.error = None
+        self.unknown_size = True
+        segment = Segment(0, 1 << 62, 0)
+        self.state = PartState(self.file_key, 0, self.expected.sha256, None, [segment])
+        try:
+            self._receive(part.writer(), segment, probe)
+        except Retryable as exc:
+            raise NetworkError(
+                f"the download broke off ({exc})",
+                hint="the storage host sent no length, so civit cannot resume; run the "
+                "same command again",
+            ) from exc
+        self.unknown_size = False
+        self.state = PartState(self.file_key, segment.done, self.expected.sha256, None, [])
+        os.ftruncate(part.fd, segment.done)
+        self.check_size(segment.done)
+        digester = Digester(self.algorithms)
+        try:
+            self._hash_follow(part.reader(), digester)
+            if self.error is not None:
+                raise self.error
+            return segment.done, digester.hexdigests()
+        finally:
+            digester.close()
+
+    def _transfer(self, probe: Opened | None) -> tuple[int, dict[str, str]]:
         self.error = None
         self.cancelled.clear()
-        probe = self._start()
         state = self.state
         assert state is not None
         self.resumed_from = state.bytes_present
         try:
             check_free_space(self.part.parent, state.size - self.resumed_from)
+            part = self._open_file()
         except BaseException:
             if probe is not None:
-                self._close(probe.connection)
+                self.storage.close(probe.connection)
             raise
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.part, flags, 0o644)
         threads: list[threading.Thread] = []
         digester = Digester(self.algorithms)
         try:
-            if os.fstat(fd).st_size != state.size:
-                preallocate(fd, state.size, self.part)
+            if part.size() != state.size:
+                part.preallocate(state.size)
             self._save_state()
             if self.progress:
                 self.progress(self.resumed_from, state.size)
@@ -701,32 +764,36 @@ class _Transfer:
                 fed = None
                 if index == 0 and probe is not None:
                     fed, probe = probe, None
-                threads.append(threading.Thread(target=self._worker, args=(fd, fed), daemon=True))
+                threads.append(threading.Thread(target=self._worker, args=(fed,), daemon=True))
             threads.append(
-                threading.Thread(target=self._hash_follow, args=(fd, digester), daemon=True)
+                threading.Thread(
+                    target=self._hash_follow, args=(part.reader(), digester), daemon=True
+                )
             )
             for thread in threads:
                 thread.start()
             for thread in threads:
                 while thread.is_alive():
                     thread.join(0.2)
+                    self._check_deadline()
         except BaseException as exc:
             self._fail(exc)
             raise
         finally:
             if probe is not None:
-                self._close(probe.connection)
+                self.storage.close(probe.connection)
             self.cancelled.set()
             with self.lock:
                 self.lock.notify_all()
-            self._abort_connections()
+            self.storage.abort_all()
             alive = False
             for thread in threads:
                 thread.join(30)
                 alive = alive or thread.is_alive()
             self._save_state()
-            if not alive:  # never close an fd a stuck worker might still write to
-                os.close(fd)
+            self.stuck = alive
+            if not alive:  # never close a handle a stuck worker might still write to
+                part.close_handles()
             digester.close()
         if self.error is not None:
             raise self.error
@@ -734,97 +801,188 @@ class _Transfer:
             self.progress(state.size, state.size)
         return state.size, digester.hexdigests()
 
-    def _worker(self, fd: int, probe: _Response | None) -> None:
-        """Fetch pieces front to back on one kept-alive connection (starting with the
-        probe's, if given), then help others by taking half of the largest one left."""
-        connection = None
+    # -- commit --
+
+    def commit(self, target: Path) -> os.stat_result:
+        """Rename the verified ``.part`` to ``target``; return the committed inode's stat.
+
+        The rename happens only while the ``.part`` path names the inode that was
+        hashed (POSIX keeps it open throughout; Windows, which cannot rename an open
+        file, compares identities instead), and the target must name it afterwards.
+
+        Raises:
+            IntegrityError: another file took the ``.part``'s place; nothing of it is
+                left at ``target``.
+            CivitError: the rename was refused (a file in use on Windows); the verified
+                ``.part`` and its state stay, so the same command commits it next time.
+        """
+        part = self.file
+        assert part is not None
+        os.fsync(part.fd)
+        verified = os.fstat(part.fd)
+        part.close_handles()
+        if sys.platform == "win32":
+            part.close()
+        current = reject_unusual_file(self.part, "a partial download")
+        if current is None or not _same_inode(current, verified):
+            self.state_path.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{self.part} was replaced by another file during the download; "
+                "nothing was committed",
+                path=str(target),
+                hint="run the same command again",
+            )
         try:
-            if probe is not None:
-                state = self.state
-                assert state is not None
-                with self.lock:
-                    segment = next(s for s in state.segments if s.done == probe.start)
-                    segment.claimed = True
-                # A drop here is fine: _run_segment reconnects from where the body stopped.
-                with contextlib.suppress(_Retryable):
-                    connection = self._receive(fd, segment, probe)
-                connection = self._run_segment(fd, segment, connection)
-            while not self.cancelled.is_set():
-                piece = self._claim() or self._steal()
-                if piece is None:
-                    return
-                connection = self._run_segment(fd, piece, connection)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self._fail(exc)
-        finally:
-            if connection is not None:
-                self._close(connection)
+            replace_when_free(self.part, target)
+        except OSError as exc:
+            raise _rename_refused(self.part, target, exc) from exc
+        try:
+            after = os.lstat(target)
+        except OSError:
+            after = None
+        if after is None or not _same_inode(after, verified):
+            with contextlib.suppress(OSError):
+                if after is not None and after.st_size == verified.st_size:
+                    target.unlink()
+            raise IntegrityError(
+                f"{self.part} was swapped for another file while civit renamed it to "
+                f"{target.name}; the unverified file was removed",
+                path=str(target),
+                hint="run the same command again",
+            )
+        fsync_dir(target.parent)
+        return verified
+
+    def close(self) -> None:
+        if self.file is not None and not self.stuck:
+            self.file.close()
+            self.file = None
+
+
+def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _size_mismatch(part: Path, expected: int, actual: int, how: str) -> IntegrityError:
+    name = part.name.removesuffix(".part")
+    return IntegrityError(
+        f"size mismatch for {name}: the record says {how} {expected} bytes, "
+        f"the storage host has {actual}",
+        path=str(part.with_name(name)),
+        algorithm="size",
+        expected=str(expected),
+        actual=str(actual),
+    )
+
+
+def _rename_refused(part: Path, target: Path, exc: OSError) -> CivitError:
+    kept = f"the verified download is kept in {part.name}"
+    if is_in_use(exc):
+        return CivitError(
+            f"{target} is in use (is the WebUI running?); {kept}, "
+            "run the same command again after closing it"
+        )
+    return CivitError(
+        f"cannot rename {part.name} to {target.name}: {exc.strerror or exc}; {kept}",
+        hint="fix the folder's permissions, then run the same command again",
+    )
 
 
 # -- public entry points -----------------------------------------------------------
 
 
-def target_lock(target: Path) -> filelock.FileLock:
+class _TargetLock:
+    """Holds the inter-process lock of one target (see :func:`target_lock`)."""
+
+    def __init__(
+        self, target: Path, *, timeout: float | None, on_wait: LockWaitCallback | None
+    ) -> None:
+        folder = cache_dir() / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:32]
+        self.target = target
+        self.timeout = timeout
+        self.on_wait = on_wait
+        self.lock = filelock.FileLock(folder / f"{key}.lock")
+        self.owner = folder / f"{key}.pid"
+
+    def __enter__(self) -> _TargetLock:
+        try:
+            self.lock.acquire(timeout=0)
+        except filelock.Timeout:
+            pid = self._other_pid()
+            if self.on_wait is not None:
+                self.on_wait(self.target, pid)
+            try:
+                self.lock.acquire(timeout=-1 if self.timeout is None else self.timeout)
+            except filelock.Timeout:
+                who = f"another civit (pid {pid})" if pid else "another civit"
+                raise CivitError(
+                    f"{who} is still working on {self.target} after "
+                    f"--lock-timeout {self.timeout:g} s",
+                    hint="wait for it to finish, or stop it, then run the same command again",
+                ) from None
+        with contextlib.suppress(CivitError):
+            atomic_write(self.owner, f"{os.getpid()}\n".encode(), durable=False)
+        return self
+
+    def _other_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            text = self.owner.read_text(encoding="ascii").strip()
+            return int(text) if text.isdigit() and len(text) < 12 else None
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(OSError):
+            self.owner.unlink()
+        self.lock.release()
+
+
+def target_lock(
+    target: Path,
+    *,
+    timeout: float | None = None,
+    on_wait: LockWaitCallback | None = None,
+) -> contextlib.AbstractContextManager[object]:
     """The inter-process lock every writer of ``target`` holds while fetching it.
 
     Lock files live in the cache folder, keyed by the target's absolute path, so WebUI
-    model folders stay clean.
-    """
-    folder = cache_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:32]
-    return filelock.FileLock(folder / f"{key}.lock")
+    model folders stay clean; the holder's pid is written beside the lock, so a
+    second process can say whom it waits for.
 
-
-def fetch(
-    resolve: LinkResolver,
-    target: Path,
-    *,
-    expected: Hashes,
-    file_key: str,
-    size_hint: int | None = None,
-    connections: int | None = None,
-    verify: bool = True,
-    stall_timeout: float = 30.0,
-    progress: ProgressCallback | None = None,
-    retry_base: float = 1.0,
-) -> tuple[int, dict[str, str], tuple[str, ...], int, int]:
-    """Fetch the bytes behind ``resolve()`` into ``target``: resumable, verified, atomic.
-
-    The caller holds the target's lock. On success ``target`` holds verified bytes;
-    on an integrity failure nothing is at ``target`` (an existing file is untouched)
-    and the partial file is removed; on any other failure the partial file and its
-    state stay for the next run to resume.
-
-    Returns:
-        (size, digests, verified algorithms, bytes transferred, resumed from).
+    Args:
+        target: the final path.
+        timeout: seconds to wait for another holder (``None``: as long as it takes).
+        on_wait: called once, with the target and the holder's pid, before waiting.
 
     Raises:
-        IntegrityError: the bytes do not match ``expected`` (exit 7).
-        AuthError, NotFoundError, NetworkError, DiskSpaceError: see their docs.
+        CivitError: still held after ``timeout`` seconds (exit 1).
     """
-    part = target.with_name(target.name + ".part")
-    state_path = target.with_name(target.name + ".part.json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    algorithms = digests_to_compute(expected) if verify else ("sha256",)
-    transfer = _Transfer(
-        resolve,
-        part,
-        state_path,
-        file_key=file_key,
-        expected=expected,
-        size_hint=size_hint,
-        connections=connections or default_connections(size_hint),
-        stall_timeout=stall_timeout,
-        algorithms=algorithms,
-        progress=progress,
-        retry_base=retry_base,
-    )
-    if size_hint:
-        existing = part.stat().st_size if part.exists() else 0
-        check_free_space(target.parent, max(size_hint - existing, 0))
+    return _TargetLock(target, timeout=timeout, on_wait=on_wait)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse targets that cannot end well before a byte is fetched."""
+    lowered = target.name.lower()
+    if lowered.endswith(RESERVED_SUFFIXES):
+        raise CivitError(
+            f"refusing to download to {target.name}: names ending in .part or .part.json "
+            "are civit's own partial downloads",
+            hint="choose another name",
+        )
     try:
-        size, digests = transfer.run()
+        reject_unusual_file(target, "the download's target")
+    except CivitError as exc:
+        if target.is_symlink():
+            return  # the rename replaces the link itself, never what it points to
+        raise exc
+
+
+@contextlib.contextmanager
+def _writing_errors(part: Path, transfer: _Transfer) -> Iterator[None]:
+    """OS errors while fetching as civit errors (a full disk says how much was needed)."""
+    try:
+        yield
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise DiskSpaceError(
@@ -835,14 +993,138 @@ def fetch(
                 hint="free some space and run the same command again to resume",
             ) from exc
         raise CivitError(f"cannot write {part}: {exc.strerror or exc}") from exc
-    verified: tuple[str, ...] = ()
+
+
+def fetch(
+    resolve: LinkResolver,
+    target: Path,
+    *,
+    expected: Hashes,
+    file_key: str,
+    expected_size: int | None = None,
+    size_hint: int | None = None,
+    connections: int | None = None,
+    verify: bool = True,
+    stall_timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    retry_base: float = 1.0,
+    limit_rate: float | None = None,
+    deadline: float | None = None,
+    proxies: ProxyRules | None = None,
+    cache: HashCache | None = None,
+) -> Fetched:
+    """Fetch the bytes behind ``resolve()`` into ``target``: resumable, verified, atomic.
+
+    The caller holds the target's lock. On success ``target`` holds verified bytes;
+    on an integrity failure nothing is at ``target`` (an existing file is untouched)
+    and the partial file is removed; on any other failure the partial file and its
+    state stay for the next run to resume.
+
+    Args:
+        resolve: returns a (fresh) link to the bytes; called lazily, again on expiry.
+        target: the final path.
+        expected: the record's digests; every one is checked.
+        file_key: identifies the file in ``.part.json`` (another key: start over).
+        expected_size: the exact byte count, if known (a lock's ``size``).
+        size_hint: ``sizeKB`` in bytes: progress, disk space, and a check within its
+            rounding.
+        connections: parallel connections (default: by size).
+        verify: check digests and size; without it the bytes are taken as they come.
+        stall_timeout: seconds without a byte (or below 1 KiB/s) before reconnecting.
+        progress: ``progress(done, total)`` in bytes.
+        retry_base: first backoff delay in seconds.
+        limit_rate: bytes per second over all connections (``None``: unlimited).
+        deadline: seconds the whole fetch may take (``None``: no limit).
+        proxies: which proxy each URL goes through (default: from the environment).
+        cache: a hash cache to record the committed file's digests in.
+
+    Returns:
+        A :class:`Fetched`.
+
+    Raises:
+        IntegrityError: the bytes do not match ``expected`` or the size (exit 7), or the
+            record has neither a digest nor an exact size to check them against.
+        AuthError, NotFoundError, NetworkError, DiskSpaceError, CivitError: see their docs.
+    """
+    _check_target(target)
+    if verify and not expected.as_dict() and expected_size is None:
+        raise IntegrityError(
+            f"the record of {target.name} has no hash and no exact size, so civit could "
+            "not prove the download",
+            path=str(target),
+            hint="pass --no-verify to take the file unverified",
+        )
+    part = target.with_name(target.name + ".part")
+    state_path = target.with_name(target.name + ".part.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    algorithms = digests_to_compute(expected) if verify else ("sha256",)
+    transfer = _Transfer(
+        resolve,
+        part,
+        state_path,
+        file_key=file_key,
+        expected=expected,
+        expected_size=expected_size if verify else None,
+        size_hint=size_hint if verify else None,
+        connections=connections or default_connections(expected_size or size_hint),
+        stall_timeout=stall_timeout,
+        algorithms=algorithms,
+        progress=progress,
+        retry_base=retry_base,
+        proxies=proxies if proxies is not None else proxy_rules(),
+        limit_rate=limit_rate,
+        deadline=deadline,
+    )
+    wanted = expected_size or size_hint
+    if wanted:
+        existing = part.stat().st_size if part.is_file() and not part.is_symlink() else 0
+        check_free_space(target.parent, max(wanted - existing, 0))
     try:
-        if verify:
-            verified = expected.check(digests, path=str(target))
-    except IntegrityError:
-        part.unlink(missing_ok=True)
-        state_path.unlink(missing_ok=True)
-        raise
-    commit(part, target)
+        with _writing_errors(part, transfer):
+            try:
+                size, digests = transfer.run()
+            except BaseException:
+                state = transfer.state
+                if state is not None and state.bytes_present == 0 and transfer.resumed_from == 0:
+                    with contextlib.suppress(CivitError):
+                        transfer.discard()  # nothing worth resuming: leave no debris
+                raise
+            verified = _verify(transfer, expected, digests, size, target, verify)
+            if verified is None:  # an earlier run's bytes were wrong: fetch them again
+                size, digests = transfer.recheck()
+                verified = _verify(transfer, expected, digests, size, target, verify) or ()
+            committed = transfer.commit(target)
+    finally:
+        transfer.close()
     state_path.unlink(missing_ok=True)
-    return size, digests, verified, transfer.transferred, transfer.resumed_from
+    if cache is not None:
+        with contextlib.suppress(OSError):
+            cache.store(committed, digests)
+    return Fetched(size, digests, verified, transfer.transferred, transfer.resumed_from, committed)
+
+
+def _verify(
+    transfer: _Transfer,
+    expected: Hashes,
+    digests: dict[str, str],
+    size: int,
+    target: Path,
+    verify: bool,
+) -> tuple[str, ...] | None:
+    """The checks passed; ``None`` to fetch an earlier run's bytes again first.
+
+    Raises:
+        IntegrityError: the bytes are wrong, and none came from an earlier run (the
+            partial file and its state are removed).
+    """
+    if not verify:
+        return ()
+    try:
+        transfer.check_size(size)
+        checked = expected.check(digests, path=str(target))
+    except IntegrityError:
+        if transfer.inherited:
+            return None
+        transfer.discard()
+        raise
+    return (*checked, "size") if transfer.expected_size is not None else checked
