@@ -455,19 +455,16 @@ class _Transfer:
             self.state.segments.sort(key=lambda s: s.start)
             return stolen
 
-    def _worker(self, probe: Opened | None) -> None:
+    def _worker(self, fed: tuple[Opened, Segment] | None) -> None:
         """Fetch pieces front to back on one kept-alive connection (starting with the
-        probe's, if given), then help others by taking half of the largest one left."""
+        probe's body and segment, if given), then help others by taking half of the
+        largest one left."""
         connection = None
         try:
             assert self.file is not None
             write_at = self.file.writer()
-            if probe is not None:
-                state = self.state
-                assert state is not None
-                with self.lock:
-                    segment = next(s for s in state.segments if s.done == probe.start)
-                    segment.claimed = True
+            if fed is not None:
+                probe, segment = fed
                 # A drop here is fine: _run_segment reconnects from where the body stopped.
                 with contextlib.suppress(Retryable):
                     connection = self._receive(write_at, segment, probe)
@@ -763,7 +760,10 @@ class _Transfer:
             for index in range(min(self.connections, len(unfinished))):
                 fed = None
                 if index == 0 and probe is not None:
-                    fed, probe = probe, None
+                    # Claimed before any worker starts, so no other one claims it too.
+                    segment = next(s for s in unfinished if s.done == probe.start)
+                    segment.claimed = True
+                    fed, probe = (probe, segment), None
                 threads.append(threading.Thread(target=self._worker, args=(fed,), daemon=True))
             threads.append(
                 threading.Thread(
