@@ -105,7 +105,7 @@ def test_get_auto_layout_says_what_it_detected(civit_cli, tmp_path: Path) -> Non
     (tmp_path / "webui.py").write_text("")
     run = civit_cli("get", "7808", "--root", str(tmp_path))
     assert run.code == 0, run.err
-    assert "detected a a1111 install" in run.err or "a1111" in run.err
+    assert f"detected AUTOMATIC1111 at {tmp_path} (webui.py)" in run.err
     assert (tmp_path / "embeddings/easynegative.safetensors").is_file()
 
 

@@ -254,18 +254,18 @@ def test_list_rejects_invalid_params(
 
 
 def test_page_pagination(fake: FakeCivitai, http: httpx.Client) -> None:
-    first = http.get(f"{fake.url}/api/v1/models", params={"limit": 4}).json()
+    first = http.get(f"{fake.url}/api/v1/models", params={"limit": 5}).json()
     second = http.get(first["metadata"]["nextPage"]).json()
     last = http.get(second["metadata"]["nextPage"]).json()
     too_deep = http.get(f"{fake.url}/api/v1/models", params={"limit": 100, "page": 11})
 
     assert first["metadata"]["currentPage"] == 1
-    assert first["metadata"]["totalItems"] == 10
+    assert first["metadata"]["totalItems"] == 13
     assert second["metadata"]["currentPage"] == 2
-    assert len(last["items"]) == 2 and "nextPage" not in last["metadata"]
+    assert len(last["items"]) == 3 and "nextPage" not in last["metadata"]
     assert "nextCursor" not in last["metadata"]
     ids = [i["id"] for page in (first, second, last) for i in page["items"]]
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 10
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 13
     assert too_deep.status_code == 429
     assert "cursors" in too_deep.json()["error"]
     assert "retry-after" not in too_deep.headers

@@ -23,7 +23,14 @@ from civit._version import VERSION as __version__
 if typing.TYPE_CHECKING:
     from civit.api import Client, DownloadLink, RetryPolicy
     from civit.config import Settings, load_settings
-    from civit.downloader import DownloadResult, download, get, plan_target, write_info_sidecar
+    from civit.downloader import (
+        DownloadResult,
+        Placement,
+        download,
+        get,
+        plan_target,
+        write_info_sidecar,
+    )
     from civit.errors import (
         AuthError,
         CivitError,
@@ -53,7 +60,14 @@ if typing.TYPE_CHECKING:
     )
     from civit.image_resources import ImageResource, ImageResources, resources_from_image
     from civit.installer import EntryResult, InstallReport, install
-    from civit.layout import LayoutChoice, detect_layout, safe_filename
+    from civit.layouts import (
+        Detection,
+        LayoutChoice,
+        LayoutName,
+        detect_layout,
+        folder_for,
+        safe_filename,
+    )
     from civit.lockfile import Lock, LockedFile, load_lock
     from civit.manifest import Manifest, load_manifest, write_manifest
     from civit.mirror_push import PushedFile, PushReport, push_mirror
@@ -71,6 +85,7 @@ _EXPORTS = {
     "Settings": "civit.config",
     "load_settings": "civit.config",
     "DownloadResult": "civit.downloader",
+    "Placement": "civit.downloader",
     "download": "civit.downloader",
     "get": "civit.downloader",
     "plan_target": "civit.downloader",
@@ -109,9 +124,12 @@ _EXPORTS = {
     "EntryResult": "civit.installer",
     "InstallReport": "civit.installer",
     "install": "civit.installer",
-    "LayoutChoice": "civit.layout",
-    "detect_layout": "civit.layout",
-    "safe_filename": "civit.layout",
+    "Detection": "civit.layouts",
+    "LayoutChoice": "civit.layouts",
+    "LayoutName": "civit.layouts",
+    "detect_layout": "civit.layouts",
+    "folder_for": "civit.layouts",
+    "safe_filename": "civit.layouts",
     "Lock": "civit.lockfile",
     "LockedFile": "civit.lockfile",
     "load_lock": "civit.lockfile",
@@ -143,6 +161,7 @@ __all__ = [
     "CacheOption",
     "CivitError",
     "Client",
+    "Detection",
     "Digester",
     "DiskSpaceError",
     "DownloadLink",
@@ -163,6 +182,7 @@ __all__ = [
     "InstallReport",
     "IntegrityError",
     "LayoutChoice",
+    "LayoutName",
     "Lock",
     "LockedFile",
     "Manifest",
@@ -172,6 +192,7 @@ __all__ = [
     "NetworkError",
     "NotDownloadableError",
     "NotFoundError",
+    "Placement",
     "ProgressCallback",
     "PushReport",
     "PushedFile",
@@ -189,6 +210,7 @@ __all__ = [
     "detect_layout",
     "download",
     "explain_selection",
+    "folder_for",
     "freeze",
     "get",
     "hash_file",

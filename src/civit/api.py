@@ -40,7 +40,7 @@ from civit.refs import Ref
 from civit.responses import ACCEPT_ENCODING, read_bounded, too_large
 from civit.select import newest_version
 
-__all__ = ["USER_AGENT", "Client", "DownloadLink", "RetryPolicy", "is_html"]
+__all__ = ["USER_AGENT", "Client", "DownloadLink", "PublicBytes", "RetryPolicy", "is_html"]
 
 USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
 
@@ -158,6 +158,14 @@ def _error_text(response: httpx.Response) -> tuple[str, dict[str, Any]]:
         return "an HTML page instead of an API answer", {}
     text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
     return text or response.reason_phrase or f"HTTP {response.status_code}", {}
+
+
+@dataclass(frozen=True)
+class PublicBytes:
+    """A body fetched without credentials, and its media type (``image/png``...)."""
+
+    data: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -495,6 +503,76 @@ class Client:
             if not page.next_cursor or not page.items:
                 return
             filters["cursor"] = page.next_cursor
+
+    # -- public bytes (previews, file headers) ----------------------------------------
+
+    def fetch_public(
+        self,
+        url: str,
+        *,
+        limit: int,
+        accept: str = "*/*",
+        first_bytes: int | None = None,
+        what: str = "a file",
+    ) -> PublicBytes:
+        """GET something that needs no credentials: a preview image, or the first
+        bytes of a file behind a presigned link. Bounded, and never with the token.
+
+        The ``Authorization`` header is not sent even to the API origin, redirects are
+        followed, and the body is read up to ``limit`` bytes.
+
+        Args:
+            url: the http(s) URL.
+            limit: the most bytes to accept; a longer answer is an error, unless
+                ``first_bytes`` asked for a prefix (then the rest is not read).
+            accept: the ``Accept`` header.
+            first_bytes: ask for (at most) this many leading bytes with ``Range``; a
+                server that ignores ``Range`` is read only that far.
+            what: how messages name it.
+
+        Returns:
+            The body and its content type.
+
+        Raises:
+            NetworkError: the connection failed or the server answered an error.
+            ResponseError: the answer is larger than ``limit``.
+            UsageError: not an http(s) URL.
+        """
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise UsageError(f"refusing to fetch {what} from {redact_url(url)}: not http(s)")
+        headers = {"Accept": accept}
+        cap = limit
+        if first_bytes is not None:
+            headers["Range"] = f"bytes=0-{first_bytes - 1}"
+            cap = min(limit, first_bytes)
+        try:
+            with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    raise NetworkError(
+                        f"cannot fetch {what}: HTTP {response.status_code}",
+                        url=url,
+                        status=response.status_code,
+                    )
+                declared = response.headers.get("content-length", "")
+                if first_bytes is None and declared.isdigit() and int(declared) > limit:
+                    raise ResponseError(
+                        f"{what} is {int(declared)} bytes, more than the {limit} allowed", url=url
+                    )
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        if first_bytes is not None:
+                            del body[cap:]
+                            break
+                        raise ResponseError(
+                            f"{what} is larger than the {limit} bytes allowed", url=url
+                        )
+                content_type = response.headers.get("content-type", "")
+        except httpx.HTTPError as exc:
+            problem = f"cannot fetch {what} from {redact_url(url)}: {exc}"
+            raise NetworkError(problem, url=url) from exc
+        return PublicBytes(bytes(body), content_type.split(";")[0].strip().lower())
 
     # -- downloads -------------------------------------------------------------------
 

@@ -11,18 +11,30 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from civit.api import Client
 from civit.bulk import choose_files
-from civit.errors import IntegrityError, NotFoundError, UsageError
+from civit.errors import CivitError, IntegrityError, NotFoundError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
-from civit.layout import LayoutChoice, path_inside, resolve_layout, safe_filename, target_dir
+from civit.layouts import (
+    Destination,
+    Detection,
+    LayoutChoice,
+    destination,
+    diffusion_only,
+    path_inside,
+    prepare_folder,
+    resolve_layout,
+    route,
+    safe_filename,
+    safetensors_names,
+)
 from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
@@ -31,6 +43,7 @@ from civit.transfer import digests_to_compute, fetch, target_lock
 
 __all__ = [
     "DownloadResult",
+    "Placement",
     "download",
     "get",
     "long_path_warning",
@@ -45,6 +58,12 @@ _PATH_MARGIN = 20
 
 Status = Literal["downloaded", "present"]
 
+#: The first request for a safetensors header asks for this many bytes (the header of
+#: a Flux or SD3 checkpoint is about 100-200 KiB).
+HEADER_PROBE_BYTES = 512 * 1024
+#: Headers longer than this are not fetched: the base model decides instead.
+MAX_PROBED_HEADER = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class DownloadResult:
@@ -52,7 +71,8 @@ class DownloadResult:
 
     ``verified`` names the digests compared with the record; ``bytes_transferred`` is
     what crossed the network this run; ``resumed_from`` what a previous run left;
-    ``warnings`` one-line notes for the user (a pickle file, a path near Windows' limit).
+    ``warnings`` one-line notes for the user (a pickle file, a path near Windows' limit);
+    ``notes`` how the folder was chosen (a configured folder, a routing decision).
     """
 
     path: Path
@@ -65,6 +85,7 @@ class DownloadResult:
     seconds: float = 0.0
     file_id: int | None = None
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -83,36 +104,101 @@ class DownloadResult:
             "seconds": round(self.seconds, 3),
             "file_id": self.file_id,
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one file goes, and what the user should be told about it.
+
+    Attributes:
+        path: the file's final path.
+        detection: the WebUI install it goes into (``None`` for a plain folder).
+        destination: its folder in that install, with the route and notes.
+    """
+
+    path: Path
+    detection: Detection | None = None
+    destination: Destination | None = None
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Configured folders used and routing decisions worth a line of output."""
+        return self.destination.notes if self.destination is not None else ()
+
+    def prepare(self) -> None:
+        """Create the folder (a configured one only if its parent exists).
+
+        Raises:
+            UsageError: see :func:`civit.layouts.prepare_folder`.
+        """
+        if self.destination is not None:
+            prepare_folder(self.destination)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def plan_target(
     file: File,
     *,
-    root: Path | None = None,
+    root: str | os.PathLike[str] | None = None,
     layout: LayoutChoice = "auto",
-    dest: Path | None = None,
+    dest: str | os.PathLike[str] | None = None,
     name: str | None = None,
-) -> Path:
-    """Where ``file`` goes: ``dest`` as is, else the WebUI folder for its type in ``root``.
+    subfolder: str | os.PathLike[str] | None = None,
+    full_checkpoint: bool | None = None,
+) -> Placement:
+    """Where ``file`` goes: ``dest`` as is, else the WebUI folder for it in ``root``.
 
-    The record's name is reduced to a safe base name, with the variant tag of a
-    same-named sibling (:attr:`File.local_name`); ``name`` must already be a plain file
-    name. The path is proven to stay inside the folder.
+    In a WebUI the folder follows what the file is (:func:`civit.layouts.route`:
+    file type, then model type; GGUF and diffusion-only checkpoints apart) and the
+    folders the user configured in that WebUI. The name is reduced to a safe base name
+    and proven to stay inside the folder. Nothing is created.
+
+    Args:
+        file: the file record.
+        root: a WebUI install folder.
+        layout: the folder scheme under ``root``; ``auto`` detects it.
+        dest: a plain folder (overrides ``root``).
+        name: file name to save as (default: the record's, made safe).
+        subfolder: a relative folder below the type folder (or below ``dest``), e.g.
+            from :func:`civit.layouts.render_subfolder`.
+        full_checkpoint: what the file's safetensors header says, when known
+            (:func:`civit.layouts.diffusion_only`); it tells a full checkpoint from a
+            diffusion-only one better than the base model does.
+
+    Returns:
+        The :class:`Placement`.
 
     Raises:
-        UsageError: an undetectable layout, a ``name`` that is not a plain file name.
+        UsageError: an undetectable layout, an InvokeAI root, a bad name or subfolder.
     """
     if name is not None and safe_filename(name) != name:
         raise UsageError(f"{name!r} is not a plain file name", hint=f"use {safe_filename(name)!r}")
-    if dest is not None:
-        folder = dest
-    elif root is not None:
-        chosen = resolve_layout(root, layout)
-        folder = target_dir(root, chosen, model_type=file.model_type, file_type=file.type)
-    else:
-        folder = Path.cwd()
-    return path_inside(folder, name or file.local_name)
+    below = _relative_folder(subfolder)
+    if dest is not None or root is None:
+        folder = Path(dest) if dest is not None else Path.cwd()
+        return Placement(path_inside(folder / below if below else folder, name or file.local_name))
+    detection = resolve_layout(Path(root), layout)
+    chosen = route(
+        model_type=file.model_type,
+        file_type=file.type,
+        file_format=file.format,
+        base_model=file.base_model,
+        full_checkpoint=full_checkpoint,
+    )
+    where = destination(detection, chosen, subfolder=below)
+    return Placement(path_inside(where.folder, name or file.local_name), detection, where)
+
+
+def _relative_folder(subfolder: str | os.PathLike[str] | None) -> PurePosixPath | None:
+    if subfolder is None or not str(subfolder).strip():
+        return None
+    relative = PurePosixPath(str(subfolder).replace("\\", "/"))
+    if relative.is_absolute() or ".." in relative.parts or ":" in str(relative):
+        raise UsageError(f"subfolder {str(subfolder)!r} must be a relative folder without '..'")
+    return relative
 
 
 def long_path_warning(path: Path, *, platform: str | None = None) -> str | None:
@@ -175,6 +261,7 @@ def download(
     layout: LayoutChoice = "auto",
     dest: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    subfolder: str | os.PathLike[str] | None = None,
     client: Client | None = None,
     connections: int | None = None,
     verify: bool = True,
@@ -198,10 +285,12 @@ def download(
 
     Args:
         file: the file record (from :func:`civit.select_file`).
-        root: a WebUI install folder; the subfolder follows ``layout`` and the type.
-        layout: ``auto``, ``a1111``, ``comfyui``, ``swarmui`` or ``flat``.
+        root: a WebUI install folder; the folder follows ``layout``, what the file is
+            and the folders configured in that WebUI (see :func:`plan_target`).
+        layout: ``auto`` or a layout name (``comfyui``, ``a1111``, ``forge``...).
         dest: a plain destination folder (overrides ``root``).
         name: file name to save as (default: the record's, made safe).
+        subfolder: a relative folder below the type folder (or ``dest``).
         client: API client; one is made from the environment and config (and closed)
             when omitted.
         connections: parallel connections (default: by size).
@@ -227,17 +316,24 @@ def download(
         DiskSpaceError: not enough free space.
     """
     started = time.monotonic()
-    target = plan_target(
-        file,
-        root=Path(root) if root is not None else None,
-        layout=layout,
-        dest=Path(dest) if dest is not None else None,
-        name=name,
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def plan(full_checkpoint: bool | None = None) -> Placement:
+        return plan_target(
+            file,
+            root=root,
+            layout=layout,
+            dest=dest,
+            name=name,
+            subfolder=subfolder,
+            full_checkpoint=full_checkpoint,
+        )
+
     with contextlib.ExitStack() as cleanup:
         hashes = cleanup.enter_context(opened_cache(cache))
         api = client if client is not None else cleanup.enter_context(Client())
+        placement, link = _settle_checkpoint_kind(plan(), file, api, hashes, verify, plan)
+        placement.prepare()
+        target = placement.path
         cleanup.enter_context(target_lock(target))
         present = _present(target, file, hashes, verify)
         if present is not None:
@@ -249,6 +345,7 @@ def download(
                 verified=tuple(a for a in present if file.hashes.matches(a, present[a])),
                 seconds=time.monotonic() - started,
                 file_id=file.id,
+                notes=placement.notes,
             )
         check_scans(file, allow_unscanned=allow_unscanned)
         if file.version_id is None:
@@ -266,7 +363,11 @@ def download(
                 client=lambda: api,
             )
 
+        unused_link = [link] if link is not None else []
+
         def resolve() -> str:
+            if unused_link:
+                return unused_link.pop()
             return api.resolve_download(version_id, file_id=file.id, what=file.name).url
 
         fetched = fetch(
@@ -294,7 +395,75 @@ def download(
         seconds=time.monotonic() - started,
         file_id=file.id,
         warnings=tuple(w for w in warnings if w),
+        notes=placement.notes,
     )
+
+
+def _settle_checkpoint_kind(
+    placement: Placement,
+    file: File,
+    api: Client,
+    cache: HashCache,
+    verify: bool,
+    replan: Callable[[bool], Placement],
+) -> tuple[Placement, str | None]:
+    """Decide between the diffusion-model and checkpoint folders when only the base
+    model spoke (a Flux/SD3/... checkpoint may be a full one, with VAE and text
+    encoders): a copy already there, a ``.part`` to resume, else the file's own
+    safetensors header, read from the first bytes of its download link.
+
+    Args:
+        placement: the plan from the base model alone.
+        file: the file.
+        api: the client that resolves the link.
+        cache: the hash cache (for copies already there).
+        verify: whether a copy must match the record's digests.
+        replan: the plan once the header is known (``True`` = full checkpoint).
+
+    Returns:
+        The placement, and the download link if one was resolved for the header.
+    """
+    where = placement.destination
+    if where is None or not where.route.by_base_model:
+        return placement, None
+    full = replan(True)
+    if full.path == placement.path:
+        return placement, None
+    candidates = (placement, full)
+    for candidate in candidates:
+        if _present(candidate.path, file, cache, verify) is not None:
+            return candidate, None
+    for candidate in candidates:
+        if candidate.path.with_name(candidate.path.name + ".part").exists():
+            return candidate, None
+    if (file.format or "").lower() != "safetensor" or file.version_id is None:
+        return placement, None
+    url = api.resolve_download(file.version_id, file_id=file.id, what=file.name).url
+    names = _remote_tensor_names(api, url, file.name)
+    if names is None:
+        return placement, url
+    return replan(not diffusion_only(names)), url
+
+
+def _remote_tensor_names(api: Client, url: str, what: str) -> list[str] | None:
+    """The tensor names in the safetensors header behind ``url`` (``None`` if unsure).
+
+    One ranged request usually covers a header; a longer one (up to
+    :data:`MAX_PROBED_HEADER`) takes a second. Failures only mean "unsure".
+    """
+    label = f"the header of {what}"
+    try:
+        probe = HEADER_PROBE_BYTES
+        head = api.fetch_public(url, limit=probe, first_bytes=probe, what=label)
+        names = safetensors_names(head.data)
+        if names is None and len(head.data) >= 8:
+            wanted = 8 + int.from_bytes(head.data[:8], "little")
+            if len(head.data) < wanted <= MAX_PROBED_HEADER:
+                head = api.fetch_public(url, limit=wanted, first_bytes=wanted, what=label)
+                names = safetensors_names(head.data)
+    except CivitError:
+        return None
+    return names
 
 
 def get(

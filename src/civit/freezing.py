@@ -41,7 +41,8 @@ from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, opened_cache
 from civit.hashing import ProgressCallback
 from civit.identification import Identification, identify_files
-from civit.layout import LAYOUTS, Layout, LayoutChoice, detect_layout, safe_filename
+from civit.layouts import LAYOUTS, Detection, LayoutChoice, detect_layout, safe_filename
+from civit.layouts import LayoutName as Layout
 from civit.lockfile import load_lock, write_lock
 from civit.manifest import load_manifest, lock_path_for
 from civit.records import File, Version
@@ -190,7 +191,7 @@ def _check_replaceable(manifest: Path) -> None:
 
 def _library_root(paths: list[Path], layout: LayoutChoice) -> tuple[Path, Layout]:
     """The WebUI install the paths share, and its layout (see the module docstring)."""
-    seen: dict[Path, Layout | None] = {}
+    seen: dict[Path, Detection | None] = {}
     found = [_webui_above(path, seen) for path in paths]
     roots = {root for root, _ in (f for f in found if f is not None)}
     if len(roots) == 1 and None not in found:
@@ -208,15 +209,16 @@ def _layout(choice: LayoutChoice) -> Layout:
     return choice
 
 
-def _webui_above(path: Path, seen: dict[Path, Layout | None]) -> tuple[Path, Layout] | None:
-    """The nearest folder at or above ``path`` that is a WebUI install."""
+def _webui_above(path: Path, seen: dict[Path, Detection | None]) -> tuple[Path, Layout] | None:
+    """The nearest folder at or above ``path`` that is a WebUI install, as its root
+    (the portable ComfyUI folder's root is its ComfyUI/) and layout."""
     start = path if path.is_dir() else path.parent
     for folder in (start, *start.parents):
         if folder not in seen:
             seen[folder] = detect_layout(folder)
         detected = seen[folder]
         if detected is not None:
-            return folder, detected
+            return detected.root, detected.layout
     return None
 
 

@@ -18,7 +18,7 @@ import tomli_w
 
 from civit.errors import ManifestError
 from civit.fsutil import atomic_write
-from civit.layout import safe_filename
+from civit.layouts import safe_filename
 from civit.records import Hashes
 from civit.refs import redact_ref
 

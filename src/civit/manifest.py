@@ -65,7 +65,7 @@ from typing import Any
 
 from civit.config import expand_path, outdated_ignore, path_setting, toml_error_hint
 from civit.errors import ManifestError, UsageError
-from civit.layout import LAYOUTS, safe_filename
+from civit.layouts import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
 from civit.mirrors import check_mirror
 from civit.refs import Ref, parse_ref, redact_ref

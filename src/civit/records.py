@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from civit.errors import IntegrityError, UsageError
-from civit.layout import safe_filename
+from civit.layouts.filenames import safe_filename
 
 __all__ = [
     "FILE_PREFERENCES",
@@ -219,6 +219,7 @@ class File:
     pickle_scan: str | None = None
     virus_scan: str | None = None
     variant: str | None = None
+    base_model: str | None = None
 
     @classmethod
     def from_json(
@@ -228,11 +229,12 @@ class File:
         version_id: int | None = None,
         model_type: str | None = None,
         model_id: int | None = None,
+        base_model: str | None = None,
     ) -> File | None:
         """Parse one entry of ``files[]``; ``None`` if it has no usable id.
 
-        ``version_id``, ``model_type`` and ``model_id`` come from the enclosing version,
-        so a file alone knows where it belongs.
+        ``version_id``, ``model_type``, ``model_id`` and ``base_model`` come from the
+        enclosing version, so a file alone knows where it belongs.
         """
         doc = _mapping(data)
         file_id = _int(doc.get("id"))
@@ -255,6 +257,7 @@ class File:
             model_id=model_id,
             pickle_scan=_str(doc.get("pickleScanResult")),
             virus_scan=_str(doc.get("virusScanResult")),
+            base_model=base_model,
         )
 
     @property
@@ -375,8 +378,15 @@ class Version:
         model = _mapping(doc.get("model"))
         model_type = _str(model.get("type")) or (parent.type if parent else None)
         model_id = _int(doc.get("modelId")) or (parent.id if parent else None)
+        base_model = _str(doc.get("baseModel"))
         files = (
-            File.from_json(f, version_id=version_id, model_type=model_type, model_id=model_id)
+            File.from_json(
+                f,
+                version_id=version_id,
+                model_type=model_type,
+                model_id=model_id,
+                base_model=base_model,
+            )
             for f in _list(doc.get("files"))
         )
         return cls(
@@ -385,7 +395,7 @@ class Version:
             model_id=model_id,
             model_name=_str(model.get("name")) or (parent.name if parent else None),
             model_type=model_type,
-            base_model=_str(doc.get("baseModel")),
+            base_model=base_model,
             published_at=_str(doc.get("publishedAt")),
             created_at=_str(doc.get("createdAt")),
             download_url=_str(doc.get("downloadUrl")),

@@ -21,7 +21,7 @@ from civit.config import Settings
 from civit.downloader import plan_target
 from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
-from civit.layout import Layout, LayoutChoice, resolve_layout
+from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout
 from civit.lockfile import Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
@@ -112,10 +112,10 @@ class _Resolver:
         self.pins = {} if upgrade else _previous_pins(previous)
         self.sizes = {f.file_id: f.size for f in previous.files if f.size} if previous else {}
         self.cache = cache
-        self._layout: Layout | None = None
+        self._layout: Detection | None = None
         self._layout_lock = threading.Lock()
 
-    def layout(self) -> Layout:
+    def layout(self) -> Detection:
         with self._layout_lock:
             if self._layout is None:
                 settings = self.manifest.settings
@@ -124,9 +124,12 @@ class _Resolver:
                     requested = cast(LayoutChoice, settings.layout or "auto")
                     self._layout = resolve_layout(settings.root, requested)
                 except UsageError as exc:
+                    about_layout = "--layout" in exc.message or "--layout" in (exc.hint or "")
                     raise ManifestError(
                         f"{self.manifest.path}: [settings]: {exc.message}",
-                        hint='set layout = "comfyui" (or "a1111", "swarmui", "flat") in [settings]',
+                        hint=f"set layout = one of {', '.join(LAYOUTS)} in [settings]"
+                        if about_layout
+                        else exc.hint,
                     ) from exc
             return self._layout
 
@@ -148,13 +151,14 @@ class _Resolver:
         settings = self.manifest.settings
         folder = entry.dest or settings.dest
         if folder is not None:
-            return plan_target(file, dest=folder, name=entry.name)
+            return plan_target(file, dest=folder, name=entry.name).path
         if settings.root is None:
             raise ManifestError(
                 f"{self.manifest.path}:{entry.line or '?'}: {entry.label}: nowhere to put it",
                 hint="set root (a WebUI folder) or dest in [settings], or dest in the entry",
             )
-        return plan_target(file, root=settings.root, layout=self.layout(), name=entry.name)
+        found = self.layout()
+        return plan_target(file, root=found.root, layout=found.layout, name=entry.name).path
 
     def resolve(self, entry: ModelEntry) -> LockedFile:
         try:

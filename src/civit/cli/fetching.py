@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -19,7 +19,7 @@ from civit.downloader import DownloadResult, download, plan_target, write_info_s
 from civit.errors import CivitError, NotFoundError, UsageError
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
-from civit.layout import detect_layout, resolve_layout
+from civit.layouts import LAYOUTS, LayoutChoice, detect_layout, resolve_layout
 from civit.records import File, Version
 from civit.refs import parse_ref, redact_ref
 
@@ -29,21 +29,21 @@ def choose_destination(
 ) -> dict[str, Any]:
     """Where ``get`` puts files: --dest, else --root (or the configured root) with its
     layout detected once, else the current folder if it is a WebUI, else the current
-    folder as a plain folder."""
+    folder as a plain folder. Says what it detected, and why."""
     if dest is not None:
         return {"dest": dest}
     root = root or settings.root
-    requested = layout or settings.layout
+    requested = cast(LayoutChoice, layout or settings.layout)
     if root is None:
         detected = detect_layout(Path.cwd())
         if detected is None and requested in ("auto", "flat"):
             say("no --root given: saving into the current folder (use --root to pick a WebUI)")
             return {"dest": Path.cwd()}
         root = Path.cwd()
-    chosen = resolve_layout(root, requested)  # type: ignore[arg-type]
-    if requested == "auto":
-        say(f"{root}: detected a {chosen} install")
-    return {"root": root, "layout": chosen}
+    found = resolve_layout(root, requested)
+    if requested == "auto" or found.root != root:
+        say(found.describe())
+    return {"root": found.root, "layout": found.layout}
 
 
 @command()
@@ -55,7 +55,7 @@ def choose_destination(
 )
 @click.option(
     "--layout",
-    type=click.Choice(["auto", "a1111", "comfyui", "swarmui", "flat"]),
+    type=click.Choice(["auto", *LAYOUTS]),
     help="Folder scheme under --root (default: auto-detect).",
 )
 @click.option(
@@ -265,16 +265,23 @@ def fetch_planned(
     label = _label(version)
     try:
         if dry_run:
-            target = plan_target(
+            placement = plan_target(
                 file,
                 root=where.get("root"),
                 layout=where.get("layout", "auto"),
                 dest=where.get("dest"),
                 name=name,
             )
+            target = placement.path
             size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
-            document = {"file_id": file.id, "path": str(target), "status": "planned"}
-            return Fetched(document, f"would download {label}: {file.name} ({size}) -> {target}")
+            document = {
+                "file_id": file.id,
+                "path": str(target),
+                "status": "planned",
+                "notes": list(placement.notes),
+            }
+            planned = f"would download {label}: {file.name} ({size}) -> {target}"
+            return Fetched(document, "\n".join([planned, *(f"  {n}" for n in placement.notes)]))
         result = download(
             file,
             client=app.client,
@@ -362,7 +369,8 @@ def describe_image(
 
 
 def describe_result(result: DownloadResult) -> str:
-    """One line per file: where it is, and what was proven about it; then its warnings."""
+    """One line per file: where it is, and what was proven about it; then how its folder
+    was chosen, and its warnings."""
     checked = ", ".join(a.upper() for a in result.verified) or "no hashes checked"
     if result.status == "present":
         line = f"already present: {result.path} ({checked} ok)"
@@ -373,7 +381,9 @@ def describe_result(result: DownloadResult) -> str:
             f"saved {result.path} ({human_bytes(result.size)} in {result.seconds:.2f} s, "
             f"{human_bytes(rate)}/s{resumed}; verified {checked})"
         )
-    return "\n".join([line, *(f"civit: warning: {warning}" for warning in result.warnings)])
+    notes = [f"  {note}" for note in result.notes]
+    warnings = [f"civit: warning: {warning}" for warning in result.warnings]
+    return "\n".join([line, *notes, *warnings])
 
 
 # -- manifests ----------------------------------------------------------------------

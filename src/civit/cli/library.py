@@ -11,7 +11,7 @@ from civit.cli.output import count_files, echo, echo_json, say
 from civit.cli.progress import Progress
 from civit.errors import UsageError
 from civit.freezing import freeze
-from civit.layout import LAYOUTS
+from civit.layouts import LAYOUTS
 from civit.manifest import load_manifest
 from civit.records import Version
 from civit.updates import UpdateCheck, outdated

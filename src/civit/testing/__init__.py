@@ -11,7 +11,12 @@ The catalog is deterministic: file bytes are generated from seeds and every hash
 the API records is computed from those bytes (:func:`civit.hashing.digest_bytes`).
 :func:`default_catalog` documents the ids tests rely on (827184 is a checkpoint with
 fp16/fp32 copies of the same file name, 99001 is archived, 99002 is in Early Access,
-99003 has downloads disabled, 99004 has hostile file names, 99005 only training data).
+99003 has downloads disabled, 99004 has hostile file names, 99005 only training data;
+99010 is a Flux checkpoint whose files are a diffusion-only safetensors and a GGUF,
+99011 a Flux checkpoint bundling VAE and text encoders, 99012 a text encoder).
+Versions carry showcase ``images`` (with ``nsfwLevel`` and ``type``; 368189 has an X
+image, a video and a PG-13 PNG, in that order) served as real PNG/JPEG bytes from the
+CDN origin.
 :func:`multi_base_model` (400100) adds a LoRA with versions on four base models.
 
 Fault knobs (all thread-safe, all undone by :meth:`FakeCivitai.reset_faults`)::
@@ -53,11 +58,15 @@ from civit.testing.catalog import (
     IN_MEMORY_LIMIT,
     Catalog,
     FakeFile,
+    FakeImage,
     FakeModel,
     FakeVersion,
     bench_model,
     default_catalog,
+    make_gguf,
+    make_jpeg,
     make_pickle,
+    make_png,
     make_safetensors,
     multi_base_model,
     synthetic_models,
@@ -71,6 +80,7 @@ __all__ = [
     "Catalog",
     "FakeCivitai",
     "FakeFile",
+    "FakeImage",
     "FakeModel",
     "FakeVersion",
     "FileFaults",
@@ -78,7 +88,10 @@ __all__ = [
     "bench_model",
     "default_catalog",
     "main",
+    "make_gguf",
+    "make_jpeg",
     "make_pickle",
+    "make_png",
     "make_safetensors",
     "multi_base_model",
     "synthetic_models",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import struct
 import threading
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,13 +32,25 @@ CHUNK_SIZE = 1024 * 1024
 # --------------------------------------------------------------------------- content
 
 
-def _safetensors_prefix(size: int, seed: int) -> tuple[bytes, int]:
-    """The 8-byte length + padded JSON header of a ``size``-byte file, and its tensor size."""
+def _safetensors_prefix(
+    size: int, seed: int, tensors: Sequence[str] = ("weight",)
+) -> tuple[bytes, int]:
+    """The 8-byte length + padded JSON header of a ``size``-byte file, and its data size.
+
+    Every tensor but the last holds one ``U8``; the last one holds the rest.
+    """
 
     def header(tensor_bytes: int) -> bytes:
-        doc = {
-            "__metadata__": {"format": "pt", "generator": "civit.testing", "seed": str(seed)},
-            "weight": {"dtype": "U8", "shape": [tensor_bytes], "data_offsets": [0, tensor_bytes]},
+        doc: dict[str, object] = {
+            "__metadata__": {"format": "pt", "generator": "civit.testing", "seed": str(seed)}
+        }
+        for index, name in enumerate(tensors[:-1]):
+            doc[name] = {"dtype": "U8", "shape": [1], "data_offsets": [index, index + 1]}
+        first = len(tensors) - 1
+        doc[tensors[-1]] = {
+            "dtype": "U8",
+            "shape": [tensor_bytes - first],
+            "data_offsets": [first, tensor_bytes],
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -44,22 +58,25 @@ def _safetensors_prefix(size: int, seed: int) -> tuple[bytes, int]:
     # padded with spaces up to that bound so the total comes out exact.
     padded_length = -(-len(header(size)) // 8) * 8
     tensor_bytes = size - 8 - padded_length
-    if tensor_bytes < 0:
+    if tensor_bytes < len(tensors):
         raise ValueError(f"a safetensors file needs at least {8 + padded_length} bytes")
     text = header(tensor_bytes).ljust(padded_length, b" ")
     return len(text).to_bytes(8, "little") + text, tensor_bytes
 
 
-def make_safetensors(size: int, seed: int) -> bytes:
-    """A valid safetensors file of exactly ``size`` bytes holding one ``U8`` tensor.
+def make_safetensors(size: int, seed: int, *, tensors: Sequence[str] = ("weight",)) -> bytes:
+    """A valid safetensors file of exactly ``size`` bytes holding ``U8`` tensors.
 
-    Layout: 8-byte little-endian header length, a JSON header (one tensor ``weight``
-    plus ``__metadata__``) padded with spaces to a multiple of 8, then pseudo-random
-    tensor bytes from ``random.Random(seed)``.
+    Layout: 8-byte little-endian header length, a JSON header (the ``tensors`` plus
+    ``__metadata__``) padded with spaces to a multiple of 8, then pseudo-random tensor
+    bytes from ``random.Random(seed)``. Tensor names decide how civit routes the file
+    (``model.diffusion_model.*`` alone: a diffusion model; with ``vae.*`` or
+    ``text_encoders.*``: a full checkpoint).
 
     Args:
         size: total file length in bytes (at least about 150).
         seed: makes the content reproducible.
+        tensors: the tensor names, in header order.
 
     Returns:
         The file's bytes.
@@ -67,8 +84,85 @@ def make_safetensors(size: int, seed: int) -> bytes:
     Raises:
         ValueError: ``size`` is too small to hold the header.
     """
-    prefix, tensor_bytes = _safetensors_prefix(size, seed)
+    prefix, tensor_bytes = _safetensors_prefix(size, seed, tensors)
     return prefix + random.Random(seed).randbytes(tensor_bytes)
+
+
+def make_gguf(size: int, seed: int, *, architecture: str = "flux") -> bytes:
+    """``size`` bytes starting with a GGUF v3 header (one ``general.architecture`` key,
+    no tensors), then pseudo-random bytes.
+
+    Args:
+        size: total length in bytes (at least 64).
+        seed: makes the content reproducible.
+        architecture: the ``general.architecture`` value.
+
+    Returns:
+        The file's bytes.
+    """
+    key = b"general.architecture"
+    value = architecture.encode()
+    string_type = 8
+    header = (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, 0, 1)
+        + struct.pack("<Q", len(key))
+        + key
+        + struct.pack("<IQ", string_type, len(value))
+        + value
+    )
+    if size < len(header):
+        raise ValueError(f"a GGUF file needs at least {len(header)} bytes")
+    return header + random.Random(seed).randbytes(size - len(header))
+
+
+def make_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour (8-bit RGB, no filter), as small as it gets.
+
+    >>> make_png(2, 2, (255, 0, 0))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_jpeg() -> bytes:
+    """A real baseline JPEG: one 8x8 block of mid grey (every DCT coefficient zero).
+
+    Built by hand: all-ones quantisation table, one-symbol DC and AC Huffman tables,
+    and a scan of two bits (DC difference category 0, end of block).
+    """
+
+    def segment(marker: int, data: bytes) -> bytes:
+        return struct.pack(">BBH", 0xFF, marker, len(data) + 2) + data
+
+    quantisation = b"\x00" + b"\x01" * 64
+    frame = struct.pack(">BHHB", 8, 8, 8, 1) + bytes([1, 0x11, 0])
+    one_code = bytes([1] + [0] * 15)
+    dc_table = b"\x00" + one_code + b"\x00"
+    ac_table = b"\x10" + one_code + b"\x00"
+    scan = bytes([1, 1, 0x00, 0, 63, 0])
+    return (
+        b"\xff\xd8"
+        + segment(0xDB, quantisation)
+        + segment(0xC0, frame)
+        + segment(0xC4, dc_table)
+        + segment(0xC4, ac_table)
+        + segment(0xDA, scan)
+        + b"\x3f"
+        + b"\xff\xd9"
+    )
 
 
 def make_pickle(size: int, seed: int) -> bytes:
@@ -157,9 +251,33 @@ class FakeFile:
         return {key: value for key, value in pairs if value is not None}
 
 
+_IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+
+
+@dataclass(frozen=True)
+class FakeImage:
+    """One showcase image (or video) of a version, served from the CDN origin.
+
+    ``nsfw_level`` is Civitai's bit level: 1 PG, 2 PG-13, 4 R, 8 X, 16 XXX.
+    """
+
+    id: int
+    content: bytes = field(repr=False)
+    mime: str = "image/png"
+    nsfw_level: int = 1
+    type: str = "image"
+    width: int = 8
+    height: int = 8
+
+    @property
+    def name(self) -> str:
+        """The URL's last segment, e.g. ``9000001.png``."""
+        return f"{self.id}.{_IMAGE_EXTENSIONS.get(self.mime, 'mp4')}"
+
+
 @dataclass(frozen=True)
 class FakeVersion:
-    """A model version; ``files`` keeps the order the API lists them in."""
+    """A model version; ``files`` and ``images`` keep the order the API lists them in."""
 
     id: int
     name: str
@@ -169,6 +287,8 @@ class FakeVersion:
     early_access_deadline: str | None = None
     downloads_disabled: bool = False
     trained_words: Sequence[str] = ()
+    images: Sequence[FakeImage] = ()
+    description: str | None = None
 
     @property
     def in_early_access(self) -> bool:
@@ -207,6 +327,7 @@ class Catalog:
         self._models: dict[int, FakeModel] = {}
         self._versions: dict[int, tuple[FakeModel, FakeVersion]] = {}
         self._files: dict[int, tuple[FakeModel, FakeVersion, FakeFile]] = {}
+        self._images: dict[int, FakeImage] = {}
         self._ordered: list[FakeModel] | None = None
         self._by_hash: dict[str, tuple[FakeModel, FakeVersion]] | None = None
         for model in models:
@@ -224,18 +345,23 @@ class Catalog:
         with self._lock:
             version_ids = [version.id for version in model.versions]
             file_ids = [file.id for version in model.versions for file in version.files]
+            image_ids = [image.id for version in model.versions for image in version.images]
             clashes = (
                 ([model.id] if model.id in self._models else [])
                 + [i for i in version_ids if i in self._versions]
                 + [i for i in file_ids if i in self._files]
+                + [i for i in image_ids if i in self._images]
             )
-            if clashes or len(set(file_ids)) != len(file_ids):
+            repeated = len(set(file_ids)) != len(file_ids) or len(set(image_ids)) != len(image_ids)
+            if clashes or repeated:
                 raise ValueError(f"model {model.id} reuses ids already in the catalog")
             self._models[model.id] = model
             for version in model.versions:
                 self._versions[version.id] = (model, version)
                 for file in version.files:
                     self._files[file.id] = (model, version, file)
+                for image in version.images:
+                    self._images[image.id] = image
             self._ordered = None
             self._by_hash = None
 
@@ -262,6 +388,11 @@ class Catalog:
         with self._lock:
             return self._files.get(file_id)
 
+    def find_image(self, image_id: int) -> FakeImage | None:
+        """The image with this id, or ``None``."""
+        with self._lock:
+            return self._images.get(image_id)
+
     def find_hash(self, digest: str) -> tuple[FakeModel, FakeVersion] | None:
         """The version holding a file with this digest (any recorded hash type), or ``None``."""
         with self._lock:
@@ -272,6 +403,23 @@ class Catalog:
                         index.setdefault(value, (model, version))
                 self._by_hash = index
             return self._by_hash.get(digest.upper())
+
+
+#: Tensor names of a diffusion-only (UNet/transformer) Flux checkpoint ...
+UNET_FLUX_TENSORS = (
+    "model.diffusion_model.double_blocks.0.img_attn.qkv.weight",
+    "model.diffusion_model.final_layer.linear.weight",
+)
+#: ... and of one bundling its text encoders and VAE (ComfyUI's checkpoint layout).
+FULL_FLUX_TENSORS = (
+    *UNET_FLUX_TENSORS,
+    "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight",
+    "text_encoders.t5xxl.transformer.encoder.final_layer_norm.weight",
+    "vae.decoder.conv_out.weight",
+)
+
+
+T5_TENSORS = ("encoder.final_layer_norm.weight",)
 
 
 def default_catalog() -> Catalog:
@@ -296,6 +444,8 @@ def default_catalog() -> Catalog:
                      type="VAE"),
         ],
         trained_words=["masterpiece", "best quality"],
+        images=[FakeImage(9000001, make_png(8, 8, (200, 120, 40)), nsfw_level=1)],
+        description="<p>Sharper hands; <b>new</b> default sampler.</p>",
     )  # fmt: skip
     wai_v15 = FakeVersion(
         2300001,
@@ -326,6 +476,19 @@ def default_catalog() -> Catalog:
             [FakeVersion(version_id, version_name, base_model, published, files=[file], **extra)],
         )
 
+    flux_unet = FakeVersion(
+        99110,
+        "fp8 + Q4",
+        "Flux.1 D",
+        "2025-02-02T02:02:02.000Z",
+        files=[
+            FakeFile(3000020, "fluxDevUnet_fp8.safetensors",
+                     make_safetensors(50_000, 3000020, tensors=UNET_FLUX_TENSORS),
+                     fp="fp8", primary=True),
+            FakeFile(3000021, "fluxDevUnet-Q4_K_S.gguf", make_gguf(45_000, 3000021),
+                     format="GGUF", fp=None, size=None),
+        ],
+    )  # fmt: skip
     hostile = FakeVersion(
         99104,
         "v1",
@@ -355,7 +518,15 @@ def default_catalog() -> Catalog:
             single(328553, "Detail Tweaker XL", "LORA", (368189, "v1.0", "SDXL 1.0"),
                    FakeFile(3000001, "add-detail-xl.safetensors",
                             make_safetensors(200_000, 3000001), primary=True),
-                   creator="LyCORIS", trained_words=["add detail"]),
+                   creator="LyCORIS", trained_words=["add detail"],
+                   images=[
+                       FakeImage(9000002, make_jpeg(), "image/jpeg", nsfw_level=8),
+                       FakeImage(9000003, b"\x00\x00\x00\x18ftypmp42" + bytes(64),
+                                 "video/mp4", nsfw_level=1, type="video"),
+                       FakeImage(9000004, make_png(8, 8, (40, 120, 200)), nsfw_level=2),
+                       FakeImage(9000005, make_jpeg(), "image/jpeg", nsfw_level=1),
+                   ],
+                   description="<p>Adds <i>detail</i>; weight 0.5 to 1.</p>"),
             single(7808, "EasyNegative", "TextualInversion", (9208, "EasyNegative", "SD 1.5"),
                    FakeFile(3000002, "easynegative.safetensors",
                             make_safetensors(30_000, 3000002), type="Negative", primary=True),
@@ -382,6 +553,18 @@ def default_catalog() -> Catalog:
             single(99005, "Training Only", "LORA", (99105, "v1", "SD 1.5"),
                    FakeFile(3000011, "dataset.zip", make_pickle(20_000, 3000011),
                             type="Training Data", format="Other", fp=None, size=None)),
+            FakeModel(99010, "Flux Dev UNet", "Checkpoint", "fluxmaker", [flux_unet],
+                      tags=["base model", "flux"]),
+            single(99011, "Flux Dev All-in-one", "Checkpoint", (99111, "v1", "Flux.1 D"),
+                   FakeFile(3000022, "fluxDevAIO_fp8.safetensors",
+                            make_safetensors(60_000, 3000022, tensors=FULL_FLUX_TENSORS),
+                            fp="fp8", primary=True),
+                   creator="fluxmaker"),
+            single(99012, "T5 XXL Encoder", "TextEncoder", (99112, "fp8", "Flux.1 D"),
+                   FakeFile(3000023, "t5xxl_fp8_e4m3fn.safetensors",
+                            make_safetensors(40_000, 3000023, tensors=T5_TENSORS),
+                            fp="fp8", primary=True),
+                   creator="fluxmaker"),
         ]
     )  # fmt: skip
 

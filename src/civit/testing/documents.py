@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from civit.testing.catalog import FakeFile, FakeModel, FakeVersion
+from civit.testing.catalog import FakeFile, FakeImage, FakeModel, FakeVersion
 
 MODEL_FILE_TYPES = frozenset({"model", "pruned model", "diffusion model", "unet"})
 MODEL_TYPES = frozenset(
@@ -63,6 +63,21 @@ def _air(model: FakeModel, version: FakeVersion) -> str:
     return f"urn:air:{ecosystem}:{kind}:civitai:{model.id}@{version.id}"
 
 
+def image_document(image: FakeImage, cdn_url: str) -> dict[str, Any]:
+    """One entry of a version's ``images``: on the storage origin, like image.civitai.com."""
+    return {
+        "url": f"{cdn_url}/images/{image.id}/{image.name}",
+        "nsfwLevel": image.nsfw_level,
+        "width": image.width,
+        "height": image.height,
+        "hash": "U00000fQfQfQfQfQfQfQfQfQfQfQ",
+        "type": image.type,
+        "hasMeta": False,
+        "onSite": False,
+        "availability": "Public",
+    }
+
+
 def version_document(
     model: FakeModel,
     version: FakeVersion,
@@ -70,6 +85,7 @@ def version_document(
     *,
     standalone: bool,
     primary_only: bool = False,
+    cdn_url: str = "",
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": version.id,
@@ -83,7 +99,7 @@ def version_document(
         "baseModel": version.base_model,
         "baseModelType": "Standard",
         "availability": "EarlyAccess" if version.early_access_deadline else "Public",
-        "description": None,
+        "description": version.description,
         "stats": {"downloadCount": version.id % 9973, "thumbsUpCount": version.id % 97,
                   "thumbsDownCount": 0},
     }  # fmt: skip
@@ -97,13 +113,15 @@ def version_document(
     if not model.archived:
         files = [f for f in version.files if f.primary or not primary_only]
         doc["files"] = [file_document(file, version, api_url) for file in files]
-    doc["images"] = []
+    doc["images"] = [image_document(image, cdn_url) for image in version.images]
     if not model.archived:
         doc["downloadUrl"] = f"{api_url}/api/download/models/{version.id}"
     return doc
 
 
-def model_document(model: FakeModel, api_url: str, *, primary_only: bool = False) -> dict[str, Any]:
+def model_document(
+    model: FakeModel, api_url: str, *, primary_only: bool = False, cdn_url: str = ""
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": model.id,
         "name": model.name,
@@ -122,7 +140,9 @@ def model_document(model: FakeModel, api_url: str, *, primary_only: bool = False
                     "image": f"https://image.civitai.invalid/{model.creator}.jpeg"},
         "tags": list(model.tags),
         "modelVersions": [
-            version_document(model, v, api_url, standalone=False, primary_only=primary_only)
+            version_document(
+                model, v, api_url, standalone=False, primary_only=primary_only, cdn_url=cdn_url
+            )
             for v in model.versions
         ],
     }  # fmt: skip

@@ -63,6 +63,8 @@ class ServedFake(Protocol):
 
     @property
     def url(self) -> str: ...
+    @property
+    def cdn_url(self) -> str: ...
     def cdn_link(self, file_id: int, *, ttl: float | None = None) -> str: ...
     def faults(self, file_id: int) -> FileFaults | None: ...
     def _link_status(self, path: str, query: Mapping[str, list[str]]) -> str: ...
@@ -328,7 +330,11 @@ class Handler(BaseHTTPRequestHandler):
             cursor = f"o:{offset + listing.limit}"
             metadata["nextCursor"] = cursor
             metadata.setdefault("nextPage", base + listing.encode(cursor=cursor))
-        doc = [model_document(m, api_url, primary_only=listing.primary_only) for m in items]
+        cdn_url = self.fake.cdn_url
+        doc = [
+            model_document(m, api_url, primary_only=listing.primary_only, cdn_url=cdn_url)
+            for m in items
+        ]
         self._json(200, {"items": doc, "metadata": metadata})
 
     def _get_model(self, argument: str) -> None:
@@ -339,7 +345,7 @@ class Handler(BaseHTTPRequestHandler):
         if model is None:
             self._json(404, {"error": f"No model with id {argument}"})
             return
-        self._json(200, model_document(model, self.fake.url))
+        self._json(200, model_document(model, self.fake.url, cdn_url=self.fake.cdn_url))
 
     def _get_version(self, argument: str) -> None:
         if not argument.isdigit():
@@ -349,14 +355,16 @@ class Handler(BaseHTTPRequestHandler):
         if found is None:
             self._json(404, {"error": "Version not found"})
             return
-        self._json(200, version_document(*found, self.fake.url, standalone=True))
+        fake = self.fake
+        self._json(200, version_document(*found, fake.url, standalone=True, cdn_url=fake.cdn_url))
 
     def _get_by_hash(self, digest: str) -> None:
         found = self.fake.catalog.find_hash(digest)
         if found is None:
             self._json(404, {"error": "Model not found"})
             return
-        self._json(200, version_document(*found, self.fake.url, standalone=True))
+        fake = self.fake
+        self._json(200, version_document(*found, fake.url, standalone=True, cdn_url=fake.cdn_url))
 
     def _post_hash_ids(self, body: bytes) -> None:
         try:
@@ -448,6 +456,14 @@ class Handler(BaseHTTPRequestHandler):
     def _cdn(self) -> None:
         if self.command not in ("GET", "HEAD"):
             self._xml_error(405, "MethodNotAllowed", "The specified method is not allowed")
+            return
+        image_match = re.fullmatch(r"/images/(\d+)/[^/]+", self._path)
+        if image_match is not None:
+            image = self.fake.catalog.find_image(int(image_match.group(1)))
+            if image is None:
+                self._xml_error(404, "NoSuchKey", "The specified key does not exist.")
+            else:
+                self._respond(200, image.content, content_type=image.mime)
             return
         match = re.fullmatch(r"/files/(\d+)/[^/]+", self._path)
         found = self.fake.catalog.find_file(int(match.group(1))) if match else None
