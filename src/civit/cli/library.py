@@ -121,11 +121,11 @@ def _ignored_models(app: App, lock_path: Path | None) -> tuple[int, ...]:
 
 
 @command("outdated")
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=ExpandedPath(path_type=Path, literal_first=True))
 @click.option(
     "--lock",
     "lock_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ExpandedPath(dir_okay=False, path_type=Path),
     help="Check the entries of this civit.lock (nothing is hashed).",
 )
 @pass_app
