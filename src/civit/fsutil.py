@@ -18,6 +18,7 @@ from pathlib import Path
 
 import platformdirs
 
+from civit.config import path_setting
 from civit.errors import CivitError, DiskSpaceError
 
 __all__ = [
@@ -41,7 +42,8 @@ IN_USE_WAIT = 2.0
 def cache_dir() -> Path:
     """civit's cache folder (hash cache, download locks): ``$CIVIT_CACHE_DIR`` or the
     platform's user cache folder."""
-    return Path(os.environ.get("CIVIT_CACHE_DIR") or platformdirs.user_cache_dir("civit"))
+    override = os.environ.get("CIVIT_CACHE_DIR")
+    return path_setting(override) if override else Path(platformdirs.user_cache_dir("civit"))
 
 
 def fsync_dir(folder: Path) -> None:

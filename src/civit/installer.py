@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from civit.api import Client
-from civit.config import Settings, load_settings
+from civit.config import Settings, expand_path, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
@@ -522,7 +522,7 @@ def install(
             installer = _Installer(
                 client=holder,
                 cache=hashes,
-                store=Store(Path(store_root).expanduser()) if store_root is not None else None,
+                store=Store(expand_path(store_root)) if store_root is not None else None,
                 mirror=chosen_mirror,
                 connections=_choose(
                     "connections", connections, parsed.settings.connections, settings
