@@ -127,7 +127,7 @@ class Ref:
             return f"hash:{self.hash}" if self.hash.isdigit() else self.hash
         if self.version_id is None:
             return str(self.model_id)
-        return f"{self.model_id or ''}@{self.version_id}"
+        return f"{'' if self.model_id is None else self.model_id}@{self.version_id}"
 
 
 def parse_ref(text: str) -> Ref:
