@@ -4,7 +4,9 @@
 Usage: ``scripts/bench [--size 2G] [--runs 3] [--throttle 40m] [--keep] [--only GROUPS]``
 
 Groups: download, throttled, hash, install, startup (``civit --version`` and a
-``civit hash`` the hash cache answers, whole process, against ``python -c pass``).
+``civit hash`` the hash cache answers, whole process, against ``python -c pass``),
+mirror (``civit install --frozen`` of the file from an S3 server on loopback, s3rver
+installed with npm, against the same install from nginx as an HTTP mirror).
 
 Everything happens on this machine, in ``bench/work/``:
 
@@ -57,7 +59,7 @@ UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 ALGORITHMS = ("sha256", "blake3", "crc32")
 # command → Debian package that provides it
 APT_PACKAGES = {"nginx": "nginx", "curl": "curl", "aria2c": "aria2", "b3sum": "b3sum"}
-GROUPS = ("download", "throttled", "hash", "install", "startup")
+GROUPS = ("download", "throttled", "hash", "install", "startup", "mirror")
 # Start-up cases take tens of milliseconds: more runs make their median steady.
 STARTUP_RUNS_PER_RUN = 5
 INSTALL_FILES = 20
@@ -611,6 +613,7 @@ TARGETS = (
     Target("civit8", "rss_under_mb", 150),
     Target("civit1_portable", "ratio_at_most", 1.3, "civit1"),
     Target("civit8_portable", "ratio_at_most", 1.3, "civit8"),
+    Target("install_s3_mirror", "ratio_at_most", 1.2, "install_http_mirror"),
 )
 # The reference each group's untargeted rows are compared with.
 GROUP_REFERENCE = {
@@ -618,6 +621,7 @@ GROUP_REFERENCE = {
     "throttled": "aria2c",
     "hash": "hashlib_sha256",
     "startup": "python_startup",
+    "mirror": "install_http_mirror",
 }
 
 
@@ -915,6 +919,182 @@ def install_case(bench: Bench, case: Case, runs: int) -> None:
             case.error = f"a no-op install downloaded {downloads} times"
 
 
+# -- civit install from mirrors: S3 (s3rver) vs HTTP (nginx) -------------------------
+
+S3RVER_PACKAGE = "s3rver@3.7.1"
+S3RVER_KEY = "S3RVER"  # s3rver's fixed access key id and secret
+MIRROR_BUCKET = "bench"
+
+
+def ensure_s3rver(folder: Path, *, install: bool, log: Path) -> Path:
+    """s3rver's start script, installed with npm into ``folder`` if missing.
+
+    Raises:
+        CaseError: no node/npm, or the install failed.
+    """
+    script = folder / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+    if script.exists():
+        return script
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise CaseError("node and npm are needed for the S3 server (s3rver)")
+    if not install:
+        raise CaseError("s3rver is not installed (--no-install)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as sink:
+        subprocess.run(
+            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", S3RVER_PACKAGE],
+            stdout=sink, stderr=sink, check=False,
+        )  # fmt: skip
+    if not script.exists():
+        raise CaseError(f"npm could not install {S3RVER_PACKAGE} (see {log})")
+    return script
+
+
+@contextlib.contextmanager
+def s3rver(script: Path, data: Path) -> Iterator[str]:
+    """s3rver (a Node S3 server that checks signatures) on a free loopback port."""
+    remove(data)
+    data.mkdir(parents=True)
+    port = free_port()
+    process = subprocess.Popen(
+        ["node", str(script), "-d", str(data), "-a", "127.0.0.1", "-p", str(port), "--silent",
+         "--configure-bucket", MIRROR_BUCKET],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        if not _wait_listening(port, process):
+            raise CaseError("s3rver did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        remove(data)
+
+
+class MirrorCases:
+    """One locked file installed with ``--mirror``: from nginx (``/plain/{sha256}``, a
+    hardlink to the source) or from s3rver (pushed there once by ``civit mirror push``).
+
+    Both run the whole ``civit install --frozen`` process into the same folder; the
+    report must say the bytes came from the mirror.
+    """
+
+    def __init__(self, bench: Bench, api_url: str) -> None:
+        self.bench = bench
+        self.api_url = api_url
+        self.folder = bench.paths.work / "mirror-project"
+        self.link = bench.paths.serve / bench.digests["sha256"].lower()
+        self.s3_url: str | None = None
+        self.problem: str | None = None
+
+    def aws_env(self) -> dict[str, str]:
+        assert self.s3_url is not None
+        missing = str(self.bench.paths.work / "no-aws-file")
+        return {
+            "AWS_ACCESS_KEY_ID": S3RVER_KEY, "AWS_SECRET_ACCESS_KEY": S3RVER_KEY,
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.s3_url,
+            "AWS_CONFIG_FILE": missing, "AWS_SHARED_CREDENTIALS_FILE": missing,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }  # fmt: skip
+
+    def prepare(self, s3_url: str) -> list[str]:
+        """Lock the file through FakeCivitai, link it for nginx, push it to the bucket."""
+        self.s3_url = s3_url
+        remove(self.folder)
+        self.folder.mkdir(parents=True)
+        out = self.bench.paths.out
+        (self.folder / "civit.toml").write_text(
+            f'[settings]\ndest = "{out.as_posix()}"\n\n[[model]]\nref = "99999"\n'
+        )
+        env = self.bench.civit_env(CIVITAI_BASE_URL=self.api_url, CIVITAI_API_TOKEN=FAKE_TOKEN)
+        locked = run_measured([self.bench.civit, "lock", "-f", "civit.toml"], env=env,
+                              cwd=self.folder)  # fmt: skip
+        if failure := locked.failure("civit lock"):
+            raise CaseError(failure)
+        remove(self.link)
+        os.link(self.bench.paths.source, self.link)
+        pushed = run_measured(
+            [self.bench.civit, "mirror", "push", f"s3://{MIRROR_BUCKET}/mirror",
+             str(self.bench.paths.source), "--json"],
+            env=self.bench.civit_env(**self.aws_env()),
+        )  # fmt: skip
+        if failure := pushed.failure("civit mirror push"):
+            raise CaseError(failure)
+        megabytes = self.bench.size / MB
+        return [f"setup: civit mirror push of the file to s3rver took {pushed.seconds:.2f} s "
+                f"({megabytes / pushed.seconds:.0f} MB/s)"]  # fmt: skip
+
+    def curl_s3(self) -> Run:
+        """curl of a presigned URL: how fast s3rver itself serves the file."""
+        if self.problem is not None or self.s3_url is None:
+            raise CaseError(self.problem or "s3rver is not running")
+        import boto3
+
+        presigned = boto3.client(
+            "s3", endpoint_url=self.s3_url, region_name="us-east-1",
+            aws_access_key_id=S3RVER_KEY, aws_secret_access_key=S3RVER_KEY,
+        ).generate_presigned_url(
+            "get_object", ExpiresIn=3600,
+            Params={"Bucket": MIRROR_BUCKET, "Key": f"mirror/{self.link.name}"},
+        )  # fmt: skip
+        settle(self.bench.paths.out, cooldown=self.bench.cooldown)
+        output = str(self.bench.paths.output)
+        done = run_measured(["curl", "-s", "-S", "-f", "-o", output, presigned])
+        if failure := done.failure("curl"):
+            raise CaseError(failure)
+        self.bench.check_output(self.bench.paths.output)
+        return Run(done.seconds, done.peak_rss, done.steal)
+
+    def install(self, kind: Literal["http", "s3"]) -> Run:
+        if self.problem is not None:
+            raise CaseError(self.problem)
+        settle(self.bench.paths.out, self.bench.paths.scratch, cooldown=self.bench.cooldown)
+        if kind == "http":
+            mirror = self.bench.plain.rsplit("/", 1)[0] + "/{sha256}"
+            env = self.bench.civit_env()
+        else:
+            mirror = f"s3://{MIRROR_BUCKET}/mirror"
+            env = self.bench.civit_env(**self.aws_env())
+        # A fallback to Civitai would hit the fake; the report must say "mirror".
+        env.update(CIVITAI_BASE_URL=self.api_url, CIVITAI_API_TOKEN=FAKE_TOKEN)
+        report = self.bench.paths.scratch / "report.json"
+        argv = [self.bench.civit, "install", "-f", "civit.toml", "--frozen", "--mirror", mirror,
+                "--report", str(report)]  # fmt: skip
+        done = run_measured(argv, env=env, cwd=self.folder)
+        if failure := done.failure(f"civit install --mirror ({kind})"):
+            raise CaseError(failure)
+        entry = json.loads(report.read_text())["entries"][0]
+        if entry.get("source") != "mirror":
+            raise CaseError(f"installed from {entry.get('source')}: {entry.get('mirror_error')}")
+        self.bench.check_output(Path(entry["path"]))
+        return Run(done.seconds, done.peak_rss, done.steal, {"civit_seconds": entry["seconds"]})
+
+
+def run_mirror_group(
+    bench: Bench, mirrors: MirrorCases, members: list[Case], runs: int, *, install: bool,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Start s3rver, push the file, then run the mirror cases round-robin."""
+    work = bench.paths.work
+    try:
+        script = ensure_s3rver(work / "s3rver", install=install, log=work / "npm.log")
+    except CaseError as exc:
+        mirrors.problem = str(exc)
+        for case in members:
+            if case.id in ("install_s3_mirror", "curl_s3_mirror"):
+                case.skipped = str(exc)
+        run_group(members, runs, say)
+        return
+    with s3rver(script, work / "s3rver-data") as url:
+        try:
+            notes = mirrors.prepare(url)
+        except CaseError as exc:
+            mirrors.problem = str(exc)
+            notes = []
+        for case in members:
+            case.notes.extend(notes if case.id == "install_s3_mirror" else [])
+        run_group(members, runs, say)
+
+
 # -- the fetch driver (runs in its own process) ---------------------------------------
 
 
@@ -1076,11 +1256,12 @@ def select(cases: list[Case], only: str | None) -> list[Case]:
     return [c for c in cases if c.id in wanted or c.group in wanted]
 
 
-def define_cases(bench: Bench, api_url: str, throttle: str) -> list[Case]:
+def define_cases(bench: Bench, api_url: str, throttle: str, mirrors: MirrorCases) -> list[Case]:
     """Every case, in table order; a missing tool turns its case into a skip."""
     size = bench.size
     need = {
         "curl": "curl", "curl_sync": "curl", "shell": "b3sum", "aria2c": "aria2c",
+        "curl_http_mirror": "curl", "curl_s3_mirror": "curl",
         "sha256sum": "sha256sum", "b3sum": "b3sum",
     }  # fmt: skip
     civit_hash, hash_note = bench.civit_hash_argv()
@@ -1124,6 +1305,13 @@ def define_cases(bench: Bench, api_url: str, throttle: str) -> list[Case]:
         Case("civit_hash_cached", "startup", "civit hash SHA256+BLAKE3+CRC32, from the cache",
              lambda: bench.startup_command(bench.civit_hash_cached_argv(),
                                            bench.digests["blake3"])),
+        Case("curl_http_mirror", "mirror", "curl -o from nginx (server speed)", bench.curl, size),
+        Case("curl_s3_mirror", "mirror", "curl -o of a presigned URL from s3rver (server speed)",
+             mirrors.curl_s3, size),
+        Case("install_http_mirror", "mirror", "civit install --frozen, HTTP mirror (nginx)",
+             lambda: mirrors.install("http"), size),
+        Case("install_s3_mirror", "mirror", "civit install --frozen, S3 mirror (s3rver)",
+             lambda: mirrors.install("s3"), size),
     ]  # fmt: skip
     for case in cases:
         tool = need.get(case.id)
@@ -1208,6 +1396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove(paths.nginx)
         remove(paths.work / "install")
         remove(paths.work / "startup-cache")
+        remove(paths.work / "mirror-project")
+        remove(paths.work / "s3rver-data")
+        for link in paths.serve.glob("[0-9a-f]" * 8 + "*"):  # the HTTP mirror's hardlink
+            remove(link)
         if not args.keep:
             remove(paths.serve)
             with contextlib.suppress(OSError):
@@ -1244,10 +1436,13 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
             paths, python=python, size=args.size, digests=digests, base=base,
             cooldown=args.cooldown,
         )  # fmt: skip
-        cases = select(define_cases(bench, api_url, args.throttle), args.only)
+        mirrors = MirrorCases(bench, api_url)
+        cases = select(define_cases(bench, api_url, args.throttle, mirrors), args.only)
         if shutil.which("nginx") is None:
             for case in cases:
-                if case.group in ("download", "throttled") and case.id != "civit_get":
+                if (
+                    case.group in ("download", "throttled") and case.id != "civit_get"
+                ) or case.id in ("install_http_mirror", "curl_http_mirror"):
                     case.skipped = case.skipped or "nginx not available"
         for group in GROUPS:
             members = [c for c in cases if c.group == group]
@@ -1258,6 +1453,10 @@ def _bench(args: argparse.Namespace, paths: Paths, say: Callable[[str], None]) -
                 bench.warm_source()
             if group == "install":
                 install_case(bench, members[0], args.runs)
+            elif group == "mirror":
+                run_mirror_group(
+                    bench, mirrors, members, args.runs, install=not args.no_install, say=say
+                )
             elif group == "startup":
                 try:
                     bench.prime_hash_cache()

@@ -428,3 +428,36 @@ def test_wrong_credentials_get_a_clear_message_and_civitai_takes_over(
         S3Bucket(parse_s3_url("s3://models/fleet")).head("ab" * 32)
     assert_no_secrets(run.out, run.err, push.out, push.err, report_path.read_text())
     assert_no_secrets(node.lock_path.read_text())
+
+
+def test_credentials_and_endpoint_come_from_an_aws_profile(
+    fake: FakeCivitai,
+    client: Client,
+    installed: civit.Manifest,
+    bucket: str,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """R2/MinIO users often keep everything in ~/.aws: a profile chosen by AWS_PROFILE."""
+    Path(aws_env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        f"[fleet]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"
+    )
+    Path(aws_env["AWS_CONFIG_FILE"]).write_text(
+        f"[profile fleet]\nregion = us-east-1\nendpoint_url = {aws_env['AWS_ENDPOINT_URL']}\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_PROFILE", "fleet")
+    assert civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path).count("uploaded") == 3
+    fake.clear_log()
+    node = other_node(installed, tmp_path)
+    report = civit.install(node, frozen=True, client=client, mirror=f"s3://{bucket}", **ENGINE)
+    assert [result.source for result in report.results] == ["mirror"] * 3
+    assert fake.requests == []
+
+    monkeypatch.setenv("AWS_PROFILE", "nobody")
+    with pytest.raises(UsageError, match="AWS profile 'nobody'"):
+        civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path)

@@ -445,7 +445,8 @@ def push_mirror(
         The :class:`PushReport`; a failed file does not stop the others.
 
     Raises:
-        UsageError: a bad destination, or ``s3://`` without the ``civit[s3]`` extra.
+        UsageError: a bad destination, ``s3://`` without the ``civit[s3]`` extra, or an
+            unusable AWS configuration (e.g. ``AWS_PROFILE`` names no profile).
         ManifestError: no ``paths`` and no readable lock.
     """
     started = time.monotonic()
@@ -458,6 +459,7 @@ def push_mirror(
             bucket = S3Bucket(
                 parse_s3_url(target), attempts=UPLOAD_ATTEMPTS, connections=2 * jobs + 1
             )
+            bucket.client()  # a bad profile or endpoint is one error, not one per file
             label = str(bucket.location)
             sink = _S3Destination(bucket, jobs=jobs, part_size=part_size, stop=stop)
         else:
