@@ -421,11 +421,12 @@ def test_file_changing_while_hashed_is_not_cached(tmp_path: Path, cache: HashCac
     assert cache.lookup(path, ["sha256"]) is not None
 
 
-@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
-def test_devices_are_hashed_but_never_cached(cache: HashCache) -> None:
-    empty = hashlib.sha256(b"").hexdigest().upper()
-    assert hash_file("/dev/null", cache=cache) == {"sha256": empty}
-    assert cache.lookup("/dev/null", ["sha256"]) is None
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_devices_are_refused_and_never_cached(cache: HashCache) -> None:
+    # /dev/zero never ends; no device is a model file (issue 13.11).
+    with pytest.raises(CivitError, match="it is a device, not a regular file"):
+        hash_file("/dev/zero", cache=cache)
+    assert cache.lookup("/dev/zero", ["sha256"]) is None
 
 
 def test_inode_numbers_beyond_signed_64_bit(cache: HashCache) -> None:

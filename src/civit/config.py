@@ -38,6 +38,7 @@ from typing import Any
 import platformdirs
 
 from civit.errors import UsageError
+from civit.fsutil import read_regular_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -261,16 +262,17 @@ def _convert(
 
 def _read_file(path: Path) -> dict[str, object]:
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
+        data = tomllib.loads(read_regular_file(path).decode("utf-8"))
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(
             f"cannot read config file {path}: {exc}", hint=toml_error_hint(exc)
         ) from exc
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"cannot read config file {path}: it nests too deeply") from exc
     known = [name for name in _CONVERTERS if name != "outdated_ignore"] + ["outdated"]
     unknown = sorted(set(data) - set(known))
     if unknown:

@@ -19,7 +19,7 @@ from typing import Literal
 from civit.api import Client
 from civit.bulk import choose_files
 from civit.errors import CivitError, IntegrityError, NotFoundError, UsageError
-from civit.fsutil import atomic_write
+from civit.fsutil import atomic_write, make_folder
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.layouts import (
@@ -132,11 +132,12 @@ class Placement:
 
         Raises:
             UsageError: see :func:`civit.layouts.prepare_folder`.
+            CivitError: a plain destination folder cannot be created.
         """
         if self.destination is not None:
             prepare_folder(self.destination)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path.parent)
 
 
 def plan_target(

@@ -1,16 +1,24 @@
-"""File-system helpers shared by every writer: atomic replace and free-space checks.
+"""File-system helpers shared by every reader and writer: atomic replace, free-space
+checks, and opening only regular files.
 
 Model files, lock files, sidecars and the config all reach their final name the same
 way: written beside it under a temporary name, flushed to disk, then renamed over it
 with :func:`os.replace`, so a reader sees either the old file or the new one, never a
 torn one.
+
+Files civit reads (models to hash, manifests, locks, sidecars) may sit in a folder
+other people write to. :func:`open_regular` opens without blocking on a FIFO and
+refuses anything that is not a regular file, so a planted FIFO or device named
+``x.safetensors`` or ``civit.lock`` is a clear error, never a hang or an endless read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -29,6 +37,9 @@ __all__ = [
     "fsync_dir",
     "human_bytes",
     "is_in_use",
+    "make_folder",
+    "open_regular",
+    "read_regular_file",
     "replace_when_free",
 ]
 
@@ -37,6 +48,70 @@ __all__ = [
 IN_USE_WINERRORS = frozenset({5, 32, 33, 1224})
 #: How long a rename onto a file in use is retried before giving up.
 IN_USE_WAIT = 2.0
+
+# O_NONBLOCK: opening a FIFO for reading must not wait for a writer. It changes nothing
+# for regular files. (Windows has neither FIFOs nor the flag.)
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+#: The most :func:`read_regular_file` reads: far more than any manifest, lock or sidecar.
+MAX_SMALL_FILE = 64 * 1024 * 1024
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, for messages; ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """Open ``path`` for reading, refusing anything but a regular file (symlinks to one
+    are fine), without ever blocking on a FIFO.
+
+    Returns:
+        An open file descriptor; the caller closes it.
+
+    Raises:
+        OSError: the file cannot be opened, or is not a regular file (``strerror`` says
+            what it is, e.g. "it is a FIFO (named pipe), not a regular file").
+    """
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        kind = _not_regular(os.fstat(fd).st_mode)
+        if kind is not None:
+            code = errno.EISDIR if kind == "a folder" else errno.EINVAL
+            what = "it is a folder" if kind == "a folder" else f"it is {kind}, not a regular file"
+            raise OSError(code, what, str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_file(path: str | os.PathLike[str], *, limit: int = MAX_SMALL_FILE) -> bytes:
+    """The bytes of a small regular file (a manifest, a lock, a sidecar, the config).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        OSError: unreadable, not a regular file, or larger than ``limit``.
+    """
+    with os.fdopen(open_regular(path), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"it is larger than {human_bytes(limit)}", str(path))
+    return data
 
 
 def cache_dir() -> Path:
@@ -99,6 +174,21 @@ def replace_when_free(source: Path, destination: Path) -> None:
         delay = min(delay * 2, 0.5)
 
 
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents if they are missing.
+
+    Raises:
+        CivitError: it cannot be created (an unwritable parent, a file in the way).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CivitError(
+            f"cannot create folder {folder}: {exc.strerror or exc}",
+            hint="choose a folder you can write to (--dest or --root)",
+        ) from exc
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + rename).
 
@@ -108,8 +198,14 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         CivitError: the folder is not writable or the disk is full; nothing is left
             behind at ``path`` or under a temporary name.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # an unwritable or missing folder
+        raise CivitError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint=f"check that {path.parent} exists and is writable",
+        ) from exc
     temporary = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -33,11 +33,11 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 from types import TracebackType
 from typing import Any, TypeVar
 
 from civit.errors import CivitError
+from civit.fsutil import open_regular
 from civit.hashcache import NOT_APPLICABLE, CacheOption, HashCache, cache_key, opened_cache
 from civit.records import HASH_ALGORITHMS, parse_algorithms
 
@@ -511,7 +511,8 @@ def _hash_one(
     block_size: int,
 ) -> FileDigests:
     try:
-        with path.open("rb", buffering=0) as stream:
+        # A FIFO or device named like a model would block or never end: refused.
+        with os.fdopen(open_regular(path), "rb", buffering=0) as stream:
             # The cache key describes the file actually read, not whatever the path
             # names by the time hashing ends.
             before = os.fstat(stream.fileno())
@@ -521,14 +522,14 @@ def _hash_one(
                     progress(before.st_size, before.st_size)
                 return FileDigests(path, cached, before.st_size, cached=True)
             if sys.platform != "win32" and sys.platform != "darwin":
-                if hasattr(os, "posix_fadvise") and S_ISREG(before.st_mode):
+                if hasattr(os, "posix_fadvise"):
                     # Doubles read-ahead when the file is not in the page cache yet.
                     os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             with Digester(wanted) as digester:
                 size = _feed(stream, digester, progress, before.st_size, block_size)
                 digests = digester.hexdigests()
             after = os.fstat(stream.fileno())
-    except OSError as exc:
+    except OSError as exc:  # Windows refuses to open a folder at all
         reason = "it is a folder" if path.is_dir() else exc.strerror or str(exc)
         raise CivitError(f"cannot read {path}: {reason}") from exc
     unchanged = size == before.st_size and cache_key(before) == cache_key(after)

@@ -37,6 +37,7 @@ from typing import Literal
 
 from civit.api import Client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
+from civit.fsutil import read_regular_file
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file, iter_model_files
 from civit.lockfile import FIX_LOCK, load_lock
@@ -550,12 +551,12 @@ def _against_sidecar(path: Path, digests: Mapping[str, str], elsewhere: str) -> 
     """
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     try:
-        version = Version.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
+        version = Version.from_json(json.loads(read_regular_file(sidecar).decode("utf-8")))
     except FileNotFoundError:
         return FileCheck(
             path, "unknown", f"{elsewhere}, and no {SIDECAR_SUFFIX} beside it", digests=digests
         )
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         version = None
     files = [file for file in (version.files if version else ()) if file.hashes.sha256]
     if version is None or not files:

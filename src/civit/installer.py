@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Literal
 
 from civit.api import Client
@@ -221,6 +222,8 @@ class _Installer:
             stat = target.stat()
         except OSError:
             return False
+        if not S_ISREG(stat.st_mode):
+            return True  # a FIFO or device there: hashing refuses it, with a clear error
         if locked.size is not None and stat.st_size != locked.size:
             return False
         if locked.sha256 is None:

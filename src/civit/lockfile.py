@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import tomli_w
 
 from civit.errors import ManifestError
-from civit.fsutil import atomic_write
+from civit.fsutil import atomic_write, read_regular_file
 from civit.layouts import safe_filename
 from civit.records import Hashes
 from civit.refs import redact_ref
@@ -137,6 +137,8 @@ class Lock:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise damaged(str(exc)) from exc
+        except RecursionError as exc:
+            raise damaged("arrays or tables nest too deeply") from exc
         if document.get("version") != LOCK_VERSION:
             raise ManifestError(
                 f"{where} has lock format version {document.get('version')!r}; this civit "
@@ -185,11 +187,13 @@ def load_lock(path: str | os.PathLike[str]) -> Lock | None:
     """
     lock_file = Path(path)
     try:
-        text = lock_file.read_text(encoding="utf-8")
+        text = read_regular_file(lock_file).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read {lock_file}: {exc}", hint=FIX_LOCK) from exc
+        raise ManifestError(
+            f"cannot read {lock_file}: {getattr(exc, 'strerror', None) or exc}", hint=FIX_LOCK
+        ) from exc
     return Lock.loads(text, path=lock_file)
 
 
@@ -202,7 +206,7 @@ def write_lock(lock: Lock, path: str | os.PathLike[str]) -> bool:
     lock_file = Path(path)
     text = lock.dumps()
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        if lock_file.read_text(encoding="utf-8") == text:
+        if read_regular_file(lock_file).decode("utf-8") == text:
             return False
     atomic_write(lock_file, text.encode("utf-8"))
     return True

@@ -65,6 +65,7 @@ from typing import Any
 
 from civit.config import expand_path, outdated_ignore, path_setting, toml_error_hint
 from civit.errors import ManifestError, UsageError
+from civit.fsutil import read_regular_file
 from civit.layouts import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
 from civit.mirrors import check_mirror
@@ -373,19 +374,25 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
     """
     manifest_path = expand_path(path).absolute()
     try:
-        text = manifest_path.read_text(encoding="utf-8")
+        text = read_regular_file(manifest_path).decode("utf-8")
     except FileNotFoundError as exc:
         raise ManifestError(
             f"no manifest at {manifest_path}",
             hint="create civit.toml with [[model]] entries, or pass -f PATH",
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read {manifest_path}: {exc}") from exc
+        raise ManifestError(
+            f"cannot read {manifest_path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(
             f"{manifest_path}: invalid TOML: {exc}", hint=toml_error_hint(exc)
+        ) from exc
+    except RecursionError as exc:
+        raise ManifestError(
+            f"{manifest_path}: invalid TOML: arrays or tables nest too deeply"
         ) from exc
     _check_keys(
         document, ("settings", "model", "outdated"), _Where(manifest_path, None, "top level")
