@@ -145,7 +145,7 @@ def test_get_several_refs_continues_past_a_failure(civit_cli, tmp_path: Path) ->
     run = civit_cli("get", "99001", "7808", "--dest", str(tmp_path), "--json")
     assert run.code == 4
     documents = json.loads(run.out)
-    assert documents[0]["exit_code"] == 4
+    assert documents[0]["error"]["exit_code"] == 4
     assert documents[1]["status"] == "downloaded"
 
 

@@ -419,8 +419,8 @@ def test_kill_9_then_rerun_resumes(fake: FakeCivitai, tmp_path: Path) -> None:
     out, err = rerun.communicate(timeout=30)
     assert rerun.returncode == 0, err
     document = json.loads(out)[0]
-    assert document["resumed_from"] > 0
-    assert fake.bytes_served(CHECKPOINT) == size - document["resumed_from"]
+    assert document["resumed_bytes"] > 0
+    assert fake.bytes_served(CHECKPOINT) == size - document["resumed_bytes"]
     assert leftovers(tmp_path) == ["waiIllustriousSDXL_v160.safetensors"]
 
 

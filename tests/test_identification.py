@@ -113,7 +113,7 @@ def test_hash_json_and_folders(civit_cli, folder: Path) -> None:
     wai = documents[-1]
     sha256 = digest_bytes((folder / "wai.safetensors").read_bytes(), ["sha256"])["sha256"]
     assert wai["digests"] == {"sha256": sha256, "autov2": sha256[:10]}
-    assert wai["size"] == (folder / "wai.safetensors").stat().st_size
+    assert wai["size_bytes"] == (folder / "wai.safetensors").stat().st_size
 
 
 def test_hash_reports_unreadable_files_and_continues(civit_cli, tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_identify_json(civit_cli, fake: FakeCivitai, folder: Path) -> None:
     assert known["sha256"] == fake.file(WAI).sha256
     assert (known["model_id"], known["version_id"]) == (827184, 2514310)
     assert known["model_name"] == "WAI-illustrious-SDXL"
-    assert known["type"] == "Checkpoint" and known["base_model"] == "Illustrious"
+    assert known["model_type"] == "Checkpoint" and known["base_model"] == "Illustrious"
     assert unknown["status"] == "unknown" and unknown["url"] is None
 
 

@@ -386,12 +386,12 @@ def test_one_corrupt_file_fails_with_7_and_the_others_install(
     assert report["summary"] == {"installed": 5, "present": 0, "failed": 1}
     by_file = {entry["file_id"]: entry for entry in report["entries"]}
     failed = by_file.pop(3000003)
-    assert (failed["status"], failed["exit_code"]) == ("failed", 7)
-    assert "SHA256 mismatch" in failed["error"]
+    assert (failed["status"], failed["error"]["exit_code"]) == ("failed", 7)
+    assert "SHA256 mismatch" in failed["error"]["message"]
     assert not Path(failed["path"]).exists()
     for file_id, entry in by_file.items():
         assert entry["status"] == "installed"
-        assert entry["bytes"] == fake.file(file_id).length
+        assert entry["size_bytes"] == fake.file(file_id).length
         assert entry["digests"]["sha256"] == fake.file(file_id).sha256.upper()
         assert entry["source"] == "civitai"
         assert entry["seconds"] >= 0

@@ -17,6 +17,10 @@ The tree (exit code in brackets)::
      ├── FileConflictError [1]          another file is at the target (never replaced)
      └── ResponseError [1]              the service answered something unparseable
 
+Exit codes of a run with many outcomes (several refs, manifest entries or files): the
+most severe failure wins, and severity is the code's number (see
+:func:`worst_exit_code`).
+
 Every error takes keyword-only context. URLs are stored with their query string and
 credentials removed, so an exception can be printed or logged without leaking a token
 or a presigned signature.
@@ -26,9 +30,11 @@ This module imports nothing from the rest of the package.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "INTERRUPTED_EXIT_CODE",
     "AuthError",
     "CivitError",
     "DiskSpaceError",
@@ -44,7 +50,30 @@ __all__ = [
     "ScanRefusedError",
     "UsageError",
     "redact_url",
+    "worst_exit_code",
 ]
+
+#: Ctrl-C: the run stopped before it finished (128 + SIGINT, as shells report it).
+INTERRUPTED_EXIT_CODE = 130
+
+
+def worst_exit_code(codes: Iterable[int]) -> int:
+    """The exit code of a run with several outcomes: 0 if every one succeeded, else the
+    most severe failure's code.
+
+    Severity is the code's number. The codes run from the least specific failure to
+    the most serious one: 1 (other) < 2 (usage) < 3 (auth) < 4 (not found) < 5
+    (network) < 6 (rate limited) < 7 (integrity: bytes are not what Civitai
+    published, the one a pipeline must never miss) < 130 (interrupted: the run did
+    not finish). One corrupt file among ten good ones makes the run exit 7, whatever
+    order the files were processed in.
+
+    >>> worst_exit_code([0, 4, 1, 7, 0])
+    7
+    >>> worst_exit_code([])
+    0
+    """
+    return max(codes, default=0)
 
 
 def redact_url(url: str) -> str:
@@ -84,6 +113,11 @@ class CivitError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def as_json(self) -> dict[str, object]:
+        """The one error shape of every ``--json`` document: ``{"message", "exit_code",
+        "hint"}`` (``hint``: what to do about it, or ``None``)."""
+        return {"message": self.message, "exit_code": self.exit_code, "hint": self.hint}
 
 
 class UsageError(CivitError):

@@ -103,6 +103,31 @@ class FreezeResult:
     manifest_written: bool
     lock_written: bool
 
+    def as_json(self) -> dict[str, object]:
+        """A plain JSON object (``civit freeze --json``)."""
+        return {
+            "manifest": str(self.manifest),
+            "lock": str(self.lock),
+            "root": str(self.root),
+            "layout": self.layout,
+            "manifest_written": self.manifest_written,
+            "lock_written": self.lock_written,
+            "files": [
+                {
+                    "path": str(frozen.path),
+                    "ref": frozen.ref,
+                    "model_id": frozen.version.model_id,
+                    "version_id": frozen.version.id,
+                    "file_id": frozen.file.id,
+                    "folder": frozen.folder,
+                    "unscanned": frozen.scans,
+                }
+                for frozen in self.frozen
+            ],
+            "unknown": [{"path": str(path), "sha256": sha256} for path, sha256 in self.unknown],
+            "skipped": [{"path": str(path), "reason": why} for path, why in self.skipped],
+        }
+
 
 def freeze(
     paths: PathLike | Iterable[PathLike],

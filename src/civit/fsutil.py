@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -200,13 +200,12 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, temporary = _create_beside(path)
     except OSError as exc:  # an unwritable or missing folder
         raise CivitError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint=f"check that {path.parent} exists and is writable",
         ) from exc
-    temporary = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -217,6 +216,24 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new empty file beside ``path`` under a unique hidden name, open for writing.
+
+    It is created with mode 0666 less the umask, as any program's new file is (0644
+    under the usual umask 022). ``tempfile.mkstemp`` makes 0600 files: a civit.lock or
+    report written that way was unreadable to the other users of a checkout or a CI
+    cache. ``O_EXCL`` never opens an existing file, nor follows a planted symlink.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def check_free_space(folder: Path, needed: int) -> None:

@@ -413,6 +413,16 @@ class FileDigests:
     cached: bool = False
     error: CivitError | None = None
 
+    def as_json(self) -> dict[str, object]:
+        """A plain JSON object (the CLI's ``--json``)."""
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size,
+            "digests": dict(self.digests),
+            "cached": self.cached,
+            "error": self.error.as_json() if self.error else None,
+        }
+
 
 def hash_file(
     path: str | os.PathLike[str],

@@ -169,9 +169,9 @@ class Identification:
             "url": self.url,
             "model_name": version.model_name if version else None,
             "version_name": version.name if version else None,
-            "type": version.model_type if version else None,
+            "model_type": version.model_type if version else None,
             "base_model": version.base_model if version else None,
-            "error": str(self.error) if self.error else None,
+            "error": self.error.as_json() if self.error else None,
         }
 
 
@@ -382,6 +382,13 @@ class FileCheck:
     version_id: int | None = None
     error: CivitError | None = None
 
+    @property
+    def exit_code(self) -> int:
+        """7 for a mismatch, the error's code for an unreadable file, else 0."""
+        if self.status == "mismatch":
+            return IntegrityError.exit_code
+        return self.error.exit_code if self.error is not None else 0
+
     def as_json(self) -> dict[str, object]:
         """A plain JSON object (the CLI's ``--json``)."""
         return {
@@ -395,6 +402,7 @@ class FileCheck:
             "actual": self.actual,
             "digests": dict(self.digests),
             "version_id": self.version_id,
+            "error": self.error.as_json() if self.error else None,
         }
 
 

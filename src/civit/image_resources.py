@@ -163,7 +163,7 @@ class ImageResource:
             "version_name": version.name if version else None,
             "file_id": self.file.id if self.file else None,
             "file_name": self.file.name if self.file else None,
-            "error": self.error,
+            "reason": self.error,
         }
 
 

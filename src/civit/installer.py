@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from civit.api import Client
 from civit.config import Settings, expand_path, load_settings
-from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError
+from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError, worst_exit_code
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
@@ -50,7 +50,8 @@ class EntryResult:
     """What :func:`install` did for one lock entry.
 
     ``source`` says where the bytes came from this run (``store`` = an existing store
-    entry was linked); ``mirror_error`` why the mirror was passed over, if it was.
+    entry was linked); ``mirror_error`` why the mirror was passed over, if it was;
+    ``failure`` why the entry failed.
     """
 
     ref: str
@@ -64,32 +65,36 @@ class EntryResult:
     link: LinkOutcome | None = None
     version_id: int | None = None
     file_id: int | None = None
-    error: str | None = None
-    exit_code: int = 0
+    failure: CivitError | None = None
     mirror_error: str | None = None
 
+    @property
+    def error(self) -> str | None:
+        """Why the entry failed, as one line (``None`` unless it did)."""
+        return str(self.failure) if self.failure is not None else None
+
+    @property
+    def exit_code(self) -> int:
+        """The failure's exit code; 0 unless the entry failed."""
+        return self.failure.exit_code if self.failure is not None else 0
+
     def as_json(self) -> dict[str, object]:
-        """The report entry; ``error``/``exit_code`` only for failures."""
-        document: dict[str, object] = {
+        """The report entry; ``error`` is ``{message, exit_code, hint}`` for a failure."""
+        return {
             "ref": self.ref,
             "status": self.status,
             "path": str(self.path),
-            "bytes": self.size,
+            "size_bytes": self.size,
             "bytes_transferred": self.bytes_transferred,
             "seconds": round(self.seconds, 3),
             "digests": dict(self.digests),
             "source": self.source,
             "version_id": self.version_id,
             "file_id": self.file_id,
+            "link": self.link,
+            "mirror_error": self.mirror_error,
+            "error": self.failure.as_json() if self.failure is not None else None,
         }
-        if self.link is not None:
-            document["link"] = self.link
-        if self.mirror_error is not None:
-            document["mirror_error"] = self.mirror_error
-        if self.status == "failed":
-            document["error"] = self.error
-            document["exit_code"] = self.exit_code
-        return document
 
 
 @dataclass(frozen=True)
@@ -109,12 +114,9 @@ class InstallReport:
 
     @property
     def exit_code(self) -> int:
-        """0 if all went well, else the highest exit code among the failures.
-
-        Exit codes rise with how specific the failure is (1 other … 7 integrity), so
-        the highest one is the most telling: one corrupt file makes the run exit 7.
-        """
-        return max((result.exit_code for result in self.results), default=0)
+        """0 if all went well, else the most severe failure's (see
+        :func:`civit.errors.worst_exit_code`): one corrupt file makes the run exit 7."""
+        return worst_exit_code(result.exit_code for result in self.results)
 
     def as_json(self) -> dict[str, object]:
         """The ``--report`` document."""
@@ -272,11 +274,10 @@ class _Installer:
             else:
                 result = self._direct(key, locked, target, base)
         except CivitError as exc:
-            result = dataclasses.replace(base, error=str(exc), exit_code=exc.exit_code)
+            result = dataclasses.replace(base, failure=exc)
         except OSError as exc:
-            result = dataclasses.replace(
-                base, error=f"{target}: {exc.strerror or exc}", exit_code=1
-            )
+            failure = CivitError(f"{target}: {exc.strerror or exc}")
+            result = dataclasses.replace(base, failure=failure)
         finally:
             self.progress.finish(key)
         return dataclasses.replace(result, seconds=time.monotonic() - started)

@@ -90,6 +90,22 @@ class LockedFile:
         """The final file's absolute path for a manifest in ``folder``."""
         return folder / Path(self.dest)
 
+    def as_json(self) -> dict[str, object]:
+        """A plain JSON object (``civit lock --json``): byte counts end in ``_bytes``."""
+        return {
+            "ref": self.ref,
+            "model_id": self.model_id,
+            "version_id": self.version_id,
+            "file_id": self.file_id,
+            "name": self.name,
+            "dest": self.dest,
+            "size_bytes": self.size,
+            "size_kb": self.size_kb,
+            "sha256": self.sha256,
+            "blake3": self.blake3,
+            "model_type": self.type,
+        }
+
     def as_toml(self) -> dict[str, object]:
         """The ``[[file]]`` table, absent values left out, keys in the fixed order."""
         ordered = (

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from civit.errors import CivitError, IntegrityError, ManifestError
+from civit.errors import CivitError, IntegrityError, ManifestError, worst_exit_code
 from civit.fsutil import check_free_space, commit
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
@@ -72,24 +72,30 @@ class PushedFile:
     destination: str | None = None
     bytes_sent: int = 0
     seconds: float = 0.0
-    error: str | None = None
-    exit_code: int = 0
+    failure: CivitError | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why the file failed, as one line (``None`` unless it did)."""
+        return str(self.failure) if self.failure is not None else None
+
+    @property
+    def exit_code(self) -> int:
+        """The failure's exit code; 0 unless the file failed."""
+        return self.failure.exit_code if self.failure is not None else 0
 
     def as_json(self) -> dict[str, object]:
-        """The ``--json`` entry; ``error``/``exit_code`` only for failures."""
-        document: dict[str, object] = {
+        """The ``--json`` entry; ``error`` is ``{message, exit_code, hint}`` for a failure."""
+        return {
             "path": str(self.path),
             "status": self.status,
             "sha256": self.sha256,
-            "bytes": self.size,
+            "size_bytes": self.size,
             "bytes_sent": self.bytes_sent,
             "seconds": round(self.seconds, 3),
             "destination": self.destination,
+            "error": self.failure.as_json() if self.failure is not None else None,
         }
-        if self.status == "failed":
-            document["error"] = self.error
-            document["exit_code"] = self.exit_code
-        return document
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,9 @@ class PushReport:
 
     @property
     def exit_code(self) -> int:
-        """0 if every file is in the mirror now, else the highest failure's code."""
-        return max((result.exit_code for result in self.results), default=0)
+        """0 if every file is in the mirror now, else the most severe failure's (see
+        :func:`civit.errors.worst_exit_code`)."""
+        return worst_exit_code(result.exit_code for result in self.results)
 
     def as_json(self) -> dict[str, object]:
         """The ``--json`` document."""
@@ -405,8 +412,7 @@ def _failed(base: PushedFile, error: CivitError, started: float) -> PushedFile:
         base.path,
         "failed",
         sha256=base.sha256,
-        error=str(error),
-        exit_code=error.exit_code,
+        failure=error,
         seconds=time.monotonic() - started,
     )
 

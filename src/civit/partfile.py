@@ -273,7 +273,7 @@ class PartFile:
         before = reject_unusual_file(path, "a partial download")
         flags = _OPEN_FLAGS | _NOFOLLOW | (0 if before is not None else os.O_CREAT)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, 0o666)  # less the umask, like any new file
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink planted just now
                 reject_unusual_file(path, "a partial download")

@@ -540,12 +540,25 @@ class HashMatch:
         return tuple(matches)
 
 
+#: Fields named differently in JSON, so that ``size`` never means two things: in
+#: ``--json`` documents byte counts end in ``_bytes`` and a file's pruned/full is this.
+_JSON_NAMES = {"size": "size_variant"}
+
+
 def as_json(record: object) -> Any:
-    """A record as plain JSON data (the normalised form, without the ``raw`` document)."""
+    """A record as plain JSON data (the normalised form, without the ``raw`` document).
+
+    >>> as_json(File(1, "a.safetensors", size="pruned"))["size_variant"]
+    'pruned'
+    """
     if is_dataclass(record) and not isinstance(record, type):
         if isinstance(record, Hashes):
             return record.as_dict()
-        return {f.name: as_json(getattr(record, f.name)) for f in fields(record) if f.name != "raw"}
+        return {
+            _JSON_NAMES.get(f.name, f.name): as_json(getattr(record, f.name))
+            for f in fields(record)
+            if f.name != "raw"
+        }
     if isinstance(record, (tuple, list)):
         return [as_json(item) for item in record]
     return record

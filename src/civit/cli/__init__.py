@@ -17,40 +17,73 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
 from civit.cli.app import App, cli
-from civit.cli.output import prepare_console, say
-from civit.errors import CivitError
+from civit.cli.output import echo_json, prepare_console, say
+from civit.errors import INTERRUPTED_EXIT_CODE, CivitError
 
 __all__ = ["cli", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point: run ``civit`` and exit with its documented code."""
+    """Console-script entry point: run ``civit`` and exit with its documented code.
+
+    Every failure ends the same way: one ``civit: error: ...`` line on stderr (click's
+    usage text for a bad command line), with ``--json`` also ``{"error": {"message",
+    "exit_code", "hint"}}`` on stdout, and the documented exit code.
+    """
     prepare_console()
     args = list(sys.argv[1:] if argv is None else argv)
     app = App()
     try:
         code = cli.main(args=args, prog_name="civit", standalone_mode=False, obj=app)
-    except click.exceptions.Abort:
-        say("civit: interrupted")
-        sys.exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        _fail(app, args, exc.format_message(), exc.exit_code, _usage_hint(exc), shown=True)
     except CivitError as exc:
-        if app.verbose or "-v" in args or "--verbose" in args:
-            traceback.print_exc()
-        say(f"civit: error: {exc}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        say("civit: interrupted; run the same command again to resume")
-        sys.exit(130)
+        _fail(app, args, exc.message, exc.exit_code, exc.hint, trace=True)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail(app, args, "interrupted", INTERRUPTED_EXIT_CODE, RESUME_HINT)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        if app.verbose or "-v" in args or "--verbose" in args:
-            traceback.print_exc()
-        say(f"civit: internal error: {type(exc).__name__}: {exc} (run with --verbose)")
-        sys.exit(1)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        _fail(app, args, message, 1, "run again with --verbose", trace=True)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+RESUME_HINT = "run the same command again to resume"
+
+
+def _usage_hint(error: click.ClickException) -> str | None:
+    if isinstance(error, click.UsageError) and error.ctx is not None:
+        return f"see `{error.ctx.command_path} --help`"
+    return None
+
+
+def _fail(
+    app: App,
+    args: Sequence[str],
+    message: str,
+    exit_code: int,
+    hint: str | None,
+    *,
+    shown: bool = False,
+    trace: bool = False,
+) -> NoReturn:
+    """Report a failure the one way every command does, and exit with ``exit_code``."""
+    if trace and (app.verbose or _given(args, "-v", "--verbose")):
+        traceback.print_exc()
+    if not shown:
+        say(f"civit: error: {message}" + (f" ({hint})" if hint else ""))
+    if app.json or _given(args, "--json"):
+        echo_json({"error": {"message": message, "exit_code": exit_code, "hint": hint}})
+    sys.exit(exit_code)
+
+
+def _given(args: Sequence[str], *flags: str) -> bool:
+    """Whether a flag is on the command line (before ``--``), for failures that happen
+    before click has read it."""
+    before_dashes = args[: args.index("--")] if "--" in args else args
+    return any(flag in before_dashes for flag in flags)

@@ -8,7 +8,7 @@ from civit import records
 from civit.api import Client
 from civit.cli.app import App, command, pass_app
 from civit.cli.output import echo, echo_json, format_table, say
-from civit.errors import CivitError
+from civit.errors import CivitError, NotFoundError
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file
 
@@ -79,7 +79,10 @@ def info(app: App, ref: str) -> int:
     app.adopt_pasted_token([ref])
     model, version_id = _model_for(app.client, parsed)
     if version_id is not None and not any(v.id == version_id for v in model.versions):
-        raise CivitError(f"model {model.id} has no version {version_id}")
+        raise NotFoundError(
+            f"model {model.id} has no version {version_id}",
+            hint=f"`civit info {model.id}` lists its versions",
+        )
     if app.json:
         echo_json(records.as_json(model))
     else:

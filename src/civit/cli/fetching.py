@@ -16,7 +16,7 @@ from civit.cli.output import echo_json, say
 from civit.cli.progress import Progress
 from civit.config import Settings
 from civit.downloader import DownloadResult, download, plan_target, write_info_sidecar
-from civit.errors import CivitError, NotFoundError, UsageError
+from civit.errors import CivitError, NotFoundError, UsageError, worst_exit_code
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
 from civit.layouts import LAYOUTS, LayoutChoice, detect_layout, resolve_layout
@@ -191,14 +191,20 @@ def get(
                 full=write_info,
             )
         except CivitError as exc:
-            exit_code = exit_code or exc.exit_code
-            documents.append({"ref": shown, "error": str(exc), "exit_code": exc.exit_code})
+            exit_code = worst_exit_code((exit_code, exc.exit_code))
+            documents.append({"ref": shown, "error": exc.as_json()})
             say(f"civit: error: {shown}: {exc}")
             continue
         for item in planned:
             if item.file is None:
                 documents.append(
-                    {"ref": shown, "version_id": item.version.id, "skipped": item.reason}
+                    {
+                        "ref": shown,
+                        "version_id": item.version.id,
+                        "status": "skipped",
+                        "reason": item.reason,
+                        "error": None,
+                    }
                 )
                 if not app.quiet and not app.json:
                     say(f"skipped {_label(item.version)}: {item.reason}")
@@ -214,7 +220,7 @@ def get(
                 write_info=write_info,
                 dry_run=dry_run,
             )
-            exit_code = exit_code or outcome.exit_code
+            exit_code = worst_exit_code((exit_code, outcome.exit_code))
             documents.append({"ref": shown, **outcome.document})
             if not app.json and (not app.quiet or outcome.exit_code):
                 say(outcome.message)
@@ -279,6 +285,7 @@ def fetch_planned(
                 "path": str(target),
                 "status": "planned",
                 "notes": list(placement.notes),
+                "error": None,
             }
             planned = f"would download {label}: {file.name} ({size}) -> {target}"
             return Fetched(document, "\n".join([planned, *(f"  {n}" for n in placement.notes)]))
@@ -293,9 +300,9 @@ def fetch_planned(
         if write_info:
             write_info_sidecar(result.path, version)
     except CivitError as exc:
-        document = {"file_id": file.id, "error": str(exc), "exit_code": exc.exit_code}
+        document = {"file_id": file.id, "error": exc.as_json()}
         return Fetched(document, f"civit: error: {label}: {exc}", exc.exit_code)
-    return Fetched(result.as_json(), describe_result(result))
+    return Fetched({**result.as_json(), "error": None}, describe_result(result))
 
 
 def get_from_images(
@@ -319,8 +326,8 @@ def get_from_images(
             image = resources_from_image(path, client=app.client)
             wanted = image.files(**selection)
         except CivitError as exc:
-            exit_code = exit_code or exc.exit_code
-            document.update(error=str(exc), exit_code=exc.exit_code)
+            exit_code = worst_exit_code((exit_code, exc.exit_code))
+            document["error"] = exc.as_json()
             say(f"civit: error: {exc}")
             continue
         document["resources"] = [resource.as_json() for resource in image.resources]
@@ -330,13 +337,14 @@ def get_from_images(
                 say(line)
         results: list[dict[str, object]] = []
         document["files"] = results
+        document["error"] = None
         for resource, file in wanted:
             assert resource.version is not None  # files() yields found resources only
             outcome = fetch_planned(
                 app, resource.version, file, where, transfer, progress, dry_run=dry_run
             )
             results.append(outcome.document)
-            exit_code = exit_code or outcome.exit_code
+            exit_code = worst_exit_code((exit_code, outcome.exit_code))
             if not app.json and (not app.quiet or outcome.exit_code):
                 say(outcome.message)
     if app.json:

@@ -61,6 +61,8 @@ def freeze_command(app: App, paths: tuple[Path, ...], manifest_path: Path, layou
             client=app.client,
             progress=progress.track("identify", delay=0.5, leave=False),
         )
+    if app.json:
+        echo_json(result.as_json())
     for path, _ in result.unknown:
         say(f"not on Civitai (left out): {path}")
     for path, why in result.skipped:

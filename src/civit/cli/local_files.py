@@ -16,6 +16,7 @@ import click
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.output import count_files, echo, echo_json, say
 from civit.cli.progress import Progress
+from civit.errors import worst_exit_code
 from civit.hashing import (
     MODEL_EXTENSIONS,
     hash_files,
@@ -89,8 +90,7 @@ def hash_command(app: App, paths: tuple[Path, ...], algorithms: str, no_cache: b
     files = iter_model_files(paths)
     _warn_about_empty_folders(paths, files)
     table = len(wanted) > 1
-    documents: list[dict[str, object]] = []
-    failed = False
+    results = []
     with Progress(quiet=app.quiet) as progress:
         if table and not app.json and files:
             header = [name.upper().ljust(DIGEST_WIDTHS[name]) for name in wanted]
@@ -101,19 +101,10 @@ def hash_command(app: App, paths: tuple[Path, ...], algorithms: str, no_cache: b
             cache=False if no_cache else None,
             progress=progress.track("hash", delay=0.5, leave=False),
         ):
+            results.append(found)
             if found.error is not None:
-                failed = True
-                documents.append({"path": str(found.path), "error": str(found.error)})
                 progress.message(f"civit: error: {found.error}")
                 continue
-            documents.append(
-                {
-                    "path": str(found.path),
-                    "size": found.size,
-                    "digests": dict(found.digests),
-                    "cached": found.cached,
-                }
-            )
             if app.json:
                 continue
             if table:
@@ -121,8 +112,8 @@ def hash_command(app: App, paths: tuple[Path, ...], algorithms: str, no_cache: b
             else:
                 progress.result(checksum_line(found.digests[wanted[0]], found.path))
     if app.json:
-        echo_json(documents)
-    return 1 if failed else 0
+        echo_json([found.as_json() for found in results])
+    return worst_exit_code(found.error.exit_code for found in results if found.error)
 
 
 def render_identification(found: Identification) -> list[str]:
@@ -192,7 +183,7 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool) -> int
     failed = sum(found.status == "error" for found in results)
     summary = f"{count_files(len(results))}: {known} known, {len(results) - known - failed} unknown"
     say(summary + (f", {failed} unreadable" if failed else ""))
-    return 1 if failed else 0
+    return worst_exit_code(found.error.exit_code for found in results if found.error)
 
 
 VERIFY_LABELS = {"ok": "ok", "mismatch": "MISMATCH", "unknown": "unknown", "error": "ERROR"}
@@ -251,7 +242,7 @@ def verify_command(
     if app.json:
         echo_json([check.as_json() for check in results])
     counts = {status: sum(c.status == status for c in results) for status in VERIFY_LABELS}
-    exit_code = 7 if counts["mismatch"] else 1 if counts["error"] else 0
+    exit_code = worst_exit_code(check.exit_code for check in results)
     summary = ", ".join(f"{counts[s]} {s}" for s in ("ok", "mismatch", "unknown") if counts[s])
     if counts["error"]:
         summary += f"{', ' if summary else ''}{counts['error']} unreadable"

@@ -72,7 +72,7 @@ def push_command(
     from civit.mirror_push import push_mirror
 
     settings = app.settings
-    progress = Progress(quiet=app.quiet or app.json)
+    progress = Progress(quiet=app.quiet)
 
     def finished(result: PushedFile) -> None:
         if result.status == "failed" or (result.status == "uploaded" and not app.quiet):

@@ -9,11 +9,16 @@ import codecs
 import contextlib
 import json
 import re
+import stat
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 import click
+
+from civit.errors import CivitError
+from civit.fsutil import atomic_write
 
 # What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
 # controls (8-bit CSI, OSC...), and the bidi marks, embeddings, overrides and isolates
@@ -75,8 +80,37 @@ def echo_json(document: object) -> None:
     escapes, which every JSON reader turns back into the same string; so is every
     non-ASCII character when stdout cannot encode it (a cp1252 pipe on Windows).
     """
-    text = json.dumps(document, indent=2, ensure_ascii=not writes_unicode(sys.stdout))
-    click.echo(_JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text))
+    click.echo(_json_text(document, ascii_only=not writes_unicode(sys.stdout)))
+
+
+def _json_text(document: object, *, ascii_only: bool) -> str:
+    text = json.dumps(document, indent=2, ensure_ascii=ascii_only)
+    return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def write_report(path: Path, document: object) -> None:
+    """Write a JSON document to the file ``path`` (UTF-8).
+
+    A regular (or new) file is replaced atomically, so a reader never sees half a
+    report. Anything else — ``/dev/stdout``, a FIFO, a terminal — is written into as
+    it is: replacing it would put a plain file where the device or pipe was.
+
+    Raises:
+        CivitError: the file cannot be written.
+    """
+    text = _json_text(document, ascii_only=False) + "\n"
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # missing (the usual case) or unreadable: the atomic write says why
+        special = False
+    if not special:
+        atomic_write(path, text.encode("utf-8"))
+        return
+    try:
+        with path.open("w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as exc:
+        raise CivitError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def say(message: str) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from civit.cli.app import App, ExpandedPath, command, pass_app
-from civit.cli.output import count_files, say
+from civit.cli.output import count_files, echo_json, say, write_report
 from civit.cli.progress import Progress
 from civit.downloader import long_path_warning
-from civit.fsutil import atomic_write, human_bytes
+from civit.fsutil import human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
-from civit.lockfile import load_lock
+from civit.lockfile import LockedFile, load_lock
 from civit.manifest import load_manifest
 from civit.records import Version
 from civit.resolution import LockChange, lock, lock_changes
@@ -76,13 +75,37 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool, allow_unscanned: 
     manifest = load_manifest(manifest_path)
     before = load_lock(manifest.lock_path)
     after = lock(manifest, upgrade=upgrade, settings=app.settings, allow_unscanned=allow_unscanned)
+    changes = [] if before == after else lock_changes(before, after, client=app.client)
+    if app.json:
+        echo_json(
+            {
+                "manifest": str(manifest.path),
+                "lock": str(manifest.lock_path),
+                "written": before != after,
+                "files": [locked.as_json() for locked in after.files],
+                "changes": [
+                    {
+                        "ref": change.after.ref,
+                        "before": _pin(change.before),
+                        "after": _pin(change.after),
+                    }
+                    for change in changes
+                ],
+            }
+        )
     if before == after:
         say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0
     say(f"wrote {manifest.lock_path} ({count_files(len(after.files))})")
-    for change in lock_changes(before, after, client=app.client):
+    for change in changes:
         say(describe_lock_change(change))
     return 0
+
+
+def _pin(locked: LockedFile | None) -> dict[str, object] | None:
+    if locked is None:
+        return None
+    return {"version_id": locked.version_id, "file_id": locked.file_id}
 
 
 def describe_entry(result: EntryResult) -> str:
@@ -124,7 +147,7 @@ def describe_entry(result: EntryResult) -> str:
 @click.option(
     "--report",
     type=ExpandedPath(dir_okay=False, path_type=Path),
-    help="Write a JSON report: per entry status, path, bytes, seconds, digests.",
+    help="Write the JSON report (as --json prints it) to this file; - for stdout.",
 )
 @click.option(
     "--overwrite",
@@ -183,9 +206,11 @@ def install_command(
         )
     finally:
         progress.close()
-    if report is not None:
-        document = json.dumps(outcome.as_json(), indent=2, ensure_ascii=False) + "\n"
-        atomic_write(report, document.encode())
+    document = outcome.as_json()
+    if report is not None and str(report) != "-":
+        write_report(report, document)
+    if app.json or str(report) == "-":
+        echo_json(document)
     if outcome.lock_written:
         say(f"wrote {outcome.lock_path}")
     failed = outcome.count("failed")

@@ -1,0 +1,98 @@
+"""Files civit writes honour the umask; reports go where they are told, never replacing
+a device or a pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import civit
+from civit.fsutil import atomic_write
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and FIFOs")
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """A known umask for the test (the process's is whatever the shell had)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def project(tmp_path: Path) -> Path:
+    manifest = civit.write_manifest(tmp_path / "civit.toml", ["328553"], settings={"dest": "m"})
+    return manifest.path
+
+
+@pytest.mark.usefixtures("umask")
+def test_atomic_write_follows_the_umask(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "a.txt", b"x")
+    assert mode(tmp_path / "a.txt") == 0o644
+    os.umask(0o027)
+    atomic_write(tmp_path / "a.txt", b"y")
+    assert mode(tmp_path / "a.txt") == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary left
+
+
+@pytest.mark.usefixtures("umask")
+def test_everything_get_lock_and_install_write_is_0644(civit_cli, tmp_path: Path) -> None:
+    got = civit_cli("get", "328553", "--dest", tmp_path / "get", "--info")
+    assert got.code == 0, got.err
+    manifest = project(tmp_path)
+    report = tmp_path / "report.json"
+    installed = civit_cli("install", "-f", manifest, "--report", report)
+    assert installed.code == 0, installed.err
+    written = [
+        tmp_path / "get" / "add-detail-xl.safetensors",
+        tmp_path / "get" / "add-detail-xl.safetensors.civitai.info",
+        tmp_path / "civit.lock",
+        tmp_path / "m" / "add-detail-xl.safetensors",
+        report,
+    ]
+    assert {path.name: oct(mode(path)) for path in written} == {
+        path.name: "0o644" for path in written
+    }
+
+
+def test_report_dash_is_stdout(civit_cli, tmp_path: Path) -> None:
+    manifest = project(tmp_path)
+    run = civit_cli("install", "-f", manifest, "--report", "-")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["summary"]["installed"] == 1
+    assert not (Path.cwd() / "-").exists() and not (tmp_path / "-").exists()
+
+
+def test_report_into_a_fifo_writes_through_it(civit_cli, tmp_path: Path) -> None:
+    manifest = project(tmp_path)
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    run = civit_cli("install", "-f", manifest, "--report", fifo)
+    reader.join(timeout=10)
+    assert run.code == 0, run.err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the pipe, not a plain file
+    assert json.loads(received[0])["summary"]["installed"] == 1
+
+
+def test_report_into_an_impossible_place_is_one_clear_error(civit_cli, tmp_path: Path) -> None:
+    manifest = project(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    run = civit_cli("install", "-f", manifest, "--report", tmp_path / "a-file" / "report.json")
+    assert run.code == 1
+    assert "cannot write" in run.err and "a-file" in run.err
