@@ -38,6 +38,10 @@ from civit.layouts import path_inside, safe_filename
         ("モデル.safetensors", "モデル.safetensors"),
         ("Ünïcödé 模型 v2.safetensors", "Ünïcödé 模型 v2.safetensors"),
         ("file name with spaces.ckpt", "file name with spaces.ckpt"),
+        ("big.safetensors.part", "big.safetensors_part"),
+        ("big.safetensors.PART", "big.safetensors_PART"),
+        ("big.safetensors.part.json", "big.safetensors_part.json"),
+        ("model.partial", "model.partial"),
     ],
 )
 def test_safe_filename(name: str, safe: str) -> None:

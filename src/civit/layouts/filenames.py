@@ -76,7 +76,22 @@ def safe_filename(
     if not cleaned:
         raise ValueError(f"default file name {default!r} is not usable")
     tag = _clean(variant)[:_MAX_TAG_CHARS] if variant else ""
-    return _truncate(cleaned, tag=f"_{tag}" if tag else "")
+    return _unreserved(_truncate(cleaned, tag=f"_{tag}" if tag else ""))
+
+
+def _unreserved(name: str) -> str:
+    """Rename ``*.part``/``*.part.json``: those names belong to another target's partial
+    download, and a file arriving under one would be mistaken for it (issue 13).
+
+    >>> _unreserved("big.safetensors.part"), _unreserved("big.safetensors.part.json")
+    ('big.safetensors_part', 'big.safetensors_part.json')
+    """
+    lowered = name.lower()
+    if lowered.endswith(".part.json"):
+        return name[:-10] + "_" + name[-9:]
+    if lowered.endswith(".part"):
+        return name[:-5] + "_" + name[-4:]
+    return name
 
 
 def _clean(name: str) -> str:
@@ -95,7 +110,7 @@ def _clean(name: str) -> str:
     # Windows ignores everything from the first dot, and trailing spaces, for device names.
     if text.split(".", 1)[0].rstrip().upper() in _WINDOWS_RESERVED:
         text = f"_{text}"
-    return _truncate(text)
+    return _unreserved(_truncate(text))
 
 
 def _truncate(name: str, *, tag: str = "") -> str:
