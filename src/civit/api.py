@@ -13,6 +13,7 @@ Everything that talks to the API origin goes through :class:`Client`. It
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,12 +36,23 @@ from civit.errors import (
     UsageError,
     redact_url,
 )
+from civit.network import ProxyRules, httpx_mounts, proxy_rules, tls_context
 from civit.records import HashMatch, Model, ModelPage, Version
 from civit.refs import Ref
 from civit.responses import ACCEPT_ENCODING, read_bounded, too_large
 from civit.select import newest_version
 
-__all__ = ["USER_AGENT", "Client", "DownloadLink", "PublicBytes", "RetryPolicy", "is_html"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "REGION_HINT",
+    "USER_AGENT",
+    "Client",
+    "DownloadLink",
+    "PublicBytes",
+    "RetryPolicy",
+    "is_html",
+    "parse_retry_after",
+]
 
 USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
 
@@ -72,6 +84,15 @@ MODEL_FILTERS = {
     "hidden": "hidden",
 }
 
+REGION_HINT = (
+    "Civitai blocks some regions for legal reasons and civit cannot change that; if "
+    "your network normally reaches Civitai through a proxy, set it with --proxy or "
+    "HTTPS_PROXY"
+)
+
+#: The longest ``Retry-After`` honoured (API and storage alike): a server asking for a
+#: day is waited for this long, and a nonsense value is no value.
+MAX_RETRY_AFTER = 300.0
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 BY_HASH_BATCH = 10_000
 #: Error answers, redirects and the download endpoint's answers are read only this far:
@@ -104,25 +125,30 @@ class RetryPolicy:
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date).
 
-    >>> parse_retry_after("3")
-    3.0
-    >>> parse_retry_after("soon") is None
-    True
+    At most :data:`MAX_RETRY_AFTER`; ``None`` (no advice: back off as usual) for values
+    that are not a finite, non-negative number or a date.
+
+    >>> parse_retry_after("3"), parse_retry_after("86400"), parse_retry_after("nan")
+    (3.0, 300.0, None)
+    >>> parse_retry_after("soon") is None, parse_retry_after("-5") is None
+    (True, True)
     """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    import email.utils  # only for the rare HTTP-date form; it costs start-up time
+        import email.utils  # only for the rare HTTP-date form; it costs start-up time
 
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        seconds = max(moment.timestamp() - time.time(), 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return max(moment.timestamp() - time.time(), 0.0)
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def is_html(response: httpx.Response) -> bool:
@@ -137,12 +163,24 @@ def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
 
 
 def _is_final_429(response: httpx.Response, *, retry_bare_429: bool) -> bool:
-    """429s that waiting cannot fix: the deep-paging limit, and (on downloads) the cap."""
+    """429s that waiting cannot fix: the deep-paging limit, and (on downloads) the cap.
+
+    The daily download cap is Civitai's own JSON answer without ``Retry-After``; a
+    bare 429 from Cloudflare or the storage network in front of it is throttling,
+    retried with backoff like any other.
+    """
     if response.status_code != 429:
         return False
-    if "retry-after" not in response.headers and not retry_bare_429:
+    if "cursor" in _error_text(response)[0].lower():
         return True
-    return "cursor" in _error_text(response)[0].lower()
+    return not retry_bare_429 and _is_daily_cap(response)
+
+
+def _is_daily_cap(response: httpx.Response) -> bool:
+    """Whether a 429 is Civitai's daily download cap (its JSON error, no Retry-After)."""
+    if response.status_code != 429 or "retry-after" in response.headers or is_html(response):
+        return False
+    return bool(_error_text(response)[1])
 
 
 def _error_text(response: httpx.Response) -> tuple[str, dict[str, Any]]:
@@ -221,8 +259,13 @@ class Client:
         self.retry = retry or RetryPolicy(attempts=settings.retries)
         if urlsplit(self.base_url).scheme not in ("http", "https"):
             raise UsageError(f"base URL must start with http:// or https://: {self.base_url!r}")
+        #: Which proxy each URL goes through; the download engine uses the same rules.
+        self.proxies: ProxyRules = proxy_rules(settings.proxy)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            verify=tls_context(),
+            trust_env=False,  # proxies come from self.proxies, certificates from tls_context
+            mounts=httpx_mounts(self.proxies),
             follow_redirects=False,
             headers={
                 "User-Agent": USER_AGENT,
@@ -353,6 +396,13 @@ class Client:
             raise NotFoundError(text if text != "Not Found" else f"{what} not found", url=url)
         if status == 410:
             raise NotDownloadableError(f"{what} is gone: {text}", url=url, status=status)
+        if status == 451:
+            raise AuthError(
+                f"Civitai is not available in your region (HTTP 451): {text}",
+                url=url,
+                status=status,
+                hint=REGION_HINT,
+            )
         if status == 429:
             if "cursor" in text.lower():
                 raise UsageError(f"{text} (page * limit must stay within 1000)", url=url)
@@ -620,6 +670,16 @@ class Client:
         status = response.status_code
         text, body = _error_text(response)
         url = str(response.request.url)
+        if status == 451:
+            self._raise_for_status(response, what)
+        if status == 429 and not _is_daily_cap(response):
+            raise NetworkError(
+                f"Civitai kept throttling the download request for {what} (HTTP 429) "
+                f"after {self.retry.attempts} tries",
+                url=url,
+                status=status,
+                hint="wait a few minutes and run the same command again",
+            )
         if is_html(response):
             raise AuthError(
                 f"Civitai sent a login page instead of {what}", url=url, hint=TOKEN_HINT

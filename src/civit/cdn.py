@@ -27,13 +27,12 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from civit.api import USER_AGENT, parse_retry_after
+from civit.api import REGION_HINT, USER_AGENT, parse_retry_after
 from civit.errors import AuthError, NetworkError, NotFoundError, ResponseError, redact_url
 from civit.network import ProxyRules, connect
 
 __all__ = [
     "HTML_HINT",
-    "REGION_HINT",
     "LinkExpired",
     "Opened",
     "RangeIgnored",
@@ -48,10 +47,6 @@ MAX_REDIRECTS = 5
 HTML_HINT = (
     "this is a login or challenge page, not a model: set a valid CIVITAI_API_TOKEN "
     "(create one at https://civitai.com/user/account)"
-)
-REGION_HINT = (
-    "Civitai blocks some regions for legal reasons; civit cannot change that. If your "
-    "network normally reaches Civitai through a proxy, set it with --proxy or HTTPS_PROXY"
 )
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html|<head|<\?xml)", re.IGNORECASE)
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)

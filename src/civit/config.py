@@ -11,6 +11,7 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     jobs = 4
     stall_timeout = 30
     retries = 5              # tries per request before giving up (env CIVIT_RETRIES)
+    proxy = "http://proxy.example:3128"  # API and downloads (env CIVIT_PROXY; "none": off)
     max_api_response_mb = 64  # the largest API answer civit reads (after decompression)
     mirror = "http://cache.local/{sha256}"
     store = "~/models-store"
@@ -37,7 +38,7 @@ from typing import Any
 
 import platformdirs
 
-from civit.errors import UsageError
+from civit.errors import UsageError, redact_url
 from civit.fsutil import read_regular_file
 
 if sys.version_info >= (3, 11):
@@ -70,6 +71,7 @@ ENVIRONMENT = {
     "store": ("CIVIT_STORE",),
     "retries": ("CIVIT_RETRIES",),
     "allow_unscanned": ("CIVIT_ALLOW_UNSCANNED",),
+    "proxy": ("CIVIT_PROXY",),
 }
 
 
@@ -94,6 +96,7 @@ class Settings:
     store: Path | None = None
     allow_unscanned: bool = False
     outdated_ignore: tuple[int, ...] = ()
+    proxy: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -101,6 +104,8 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}
         if shown["token"]:
             shown["token"] = "***"
+        if shown["proxy"]:
+            shown["proxy"] = redact_url(shown["proxy"])  # user:password@ stays private
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
@@ -236,6 +241,7 @@ _CONVERTERS: dict[str, Any] = {
     "store": path_setting,
     "allow_unscanned": _flag,
     "outdated_ignore": tuple,  # from the [outdated] table (see _read_file)
+    "proxy": lambda v: str(v).strip() or None,
 }
 
 

@@ -383,6 +383,7 @@ def download(
             progress=progress,
             retry_base=retry_base,
             cache=hashes,
+            proxies=api.proxies,
         )
     warnings = (code_warning(file), long_path_warning(target))
     return DownloadResult(

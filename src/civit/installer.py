@@ -31,6 +31,7 @@ from civit.hashing import ProgressCallback, hash_file
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, as_manifest
 from civit.mirrors import Mirror, open_mirror
+from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
@@ -203,8 +204,10 @@ class _Installer:
         overwrite: Sequence[bool],
         known: Mapping[str, int | None],
         placed: Mapping[Path, str],
+        proxies: ProxyRules,
     ) -> None:
         self.client = client
+        self.proxies = proxies
         self.cache = cache
         self.store = store
         self.mirror = mirror
@@ -395,6 +398,7 @@ class _Installer:
             progress=self.progress.for_entry(key),
             retry_base=retry_base,
             cache=self.cache,
+            proxies=self.proxies,
         )
         return _Fetched(fetched.size, dict(fetched.digests), fetched.transferred, source)
 
@@ -546,6 +550,7 @@ def install(
                     for locked in (previous.files if previous else ())
                     if locked.sha256
                 },
+                proxies=client.proxies if client is not None else proxy_rules(settings.proxy),
             )
             results = _install_all(
                 current,

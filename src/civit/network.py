@@ -33,9 +33,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import httpx
+
 from civit.errors import UsageError
 
-__all__ = ["ProxyRules", "connect", "proxy_rules", "tls_context"]
+__all__ = ["ProxyRules", "connect", "httpx_mounts", "proxy_rules", "tls_context"]
 
 DISABLED = ("none", "direct", "off")
 
@@ -171,6 +173,35 @@ def tls_context() -> ssl.SSLContext:
                 f"cannot load certificates from SSL_CERT_FILE/SSL_CERT_DIR: {exc}"
             ) from exc
     return context
+
+
+def httpx_mounts(rules: ProxyRules) -> dict[str, httpx.BaseTransport | None]:
+    """The same rules as httpx transports (``mounts=``): a proxy per scheme, and direct
+    connections (``None``) for the ``no_proxy`` hosts."""
+    if "*" in rules.no_proxy:
+        return {}
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    for scheme, proxy in (("http", rules.http), ("https", rules.https)):
+        if proxy:
+            mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=proxy, verify=tls_context())
+    if not mounts:
+        return {}
+    for entry in rules.no_proxy:
+        name, port = _split_host_port(entry)
+        host = f"[{name}]" if ":" in name else name
+        # httpx reads "*example.com" as the domain and its subdomains, "*.example.com"
+        # as subdomains only: the same as no_proxy's "example.com" and ".example.com".
+        pattern = f"*{host}" if not _is_ip(name) else host
+        mounts[f"all://{pattern}" + (f":{port}" if port is not None else "")] = None
+    return mounts
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _proxy_authorization(proxy: str) -> dict[str, str]:

@@ -158,7 +158,16 @@ def shared_options(function: _F) -> _F:
             metavar="URL",
             expose_value=False,
             callback=_set_override("base_url"),
-            help="Civitai origin (default https://civitai.com; env CIVITAI_BASE_URL).",
+            help="Civitai origin: https://civitai.com (default) or https://civitai.red "
+            "(env CIVITAI_BASE_URL).",
+        ),
+        click.option(
+            "--proxy",
+            metavar="URL",
+            expose_value=False,
+            callback=_set_override("proxy"),
+            help="HTTP proxy for the API and downloads, e.g. http://proxy:3128; 'none' for "
+            "none (env CIVIT_PROXY; default: HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY).",
         ),
         click.option(
             "--token",

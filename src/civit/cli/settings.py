@@ -7,6 +7,7 @@ import click
 from civit.cli.app import App, command, group, pass_app
 from civit.cli.output import echo_json
 from civit.config import config_path
+from civit.errors import redact_url
 
 # -- config -------------------------------------------------------------------------
 
@@ -45,6 +46,7 @@ def config_show(app: App) -> int:
         "max_api_response_mb": settings.max_api_response_mb,
         "mirror": settings.mirror,
         "store": str(settings.store) if settings.store else None,
+        "proxy": redact_url(settings.proxy) if settings.proxy else None,
     }
     if app.json:
         echo_json({"settings": values, "sources": dict(settings.sources)})

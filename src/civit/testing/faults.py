@@ -21,6 +21,16 @@ class FileFaults:
     stall_after: int | None = None
     stall_seconds: float = 0.0
     stall_times: int = 1
+    status: int | None = None
+    status_times: int = 1
+    retry_after: str | None = None
+    range_cap: int | None = None
+    empty_range: bool = False
+    no_length: bool = False
+    gzip: bool = False
+    disguised_html: bool = False
+    redirect_to: str | None = None
+    ignore_if_range: bool = False
 
 
 @dataclass
@@ -28,6 +38,7 @@ class FaultState:
     settings: FileFaults
     drops_left: int
     stalls_left: int
+    statuses_left: int = 0
     expire_counted: int = 0
     expired: bool = False
 

@@ -3,7 +3,9 @@ answers Civitai's API routes and the CDN's presigned file links."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import gzip
 import hmac
 import json
 import math
@@ -67,6 +69,7 @@ class ServedFake(Protocol):
     def cdn_url(self) -> str: ...
     def cdn_link(self, file_id: int, *, ttl: float | None = None) -> str: ...
     def faults(self, file_id: int) -> FileFaults | None: ...
+    def _take_status(self, file_id: int) -> FileFaults | None: ...
     def _link_status(self, path: str, query: Mapping[str, list[str]]) -> str: ...
     def _take_api_failure(self) -> ApiFailure | None: ...
     def _plan_body(self, file_id: int, length: int) -> BodyPlan: ...
@@ -476,6 +479,18 @@ class Handler(BaseHTTPRequestHandler):
         if faults is not None and faults.html:
             self._respond(200, CHALLENGE_PAGE, content_type="text/html; charset=utf-8")
             return
+        if faults is not None and faults.disguised_html:
+            page = codecs.BOM_UTF8 + LOGIN_PAGE
+            self._respond(200, page, content_type="application/octet-stream")
+            return
+        if faults is not None and faults.redirect_to is not None:
+            self._respond(302, headers=[("Location", faults.redirect_to)])
+            return
+        failing = self.fake._take_status(file.id)
+        if failing is not None and failing.status is not None:
+            headers = [("Retry-After", failing.retry_after)] if failing.retry_after else []
+            self._xml_error(failing.status, "Throttled", "Slow down", headers=headers)
+            return
         status = self.fake._link_status(self._path, self._query)
         if status == "denied":
             self._xml_error(403, "AccessDenied", "Signature does not match")
@@ -488,8 +503,14 @@ class Handler(BaseHTTPRequestHandler):
     def _serve_file(self, file: FakeFile, faults: FileFaults | None) -> None:
         total = file.length
         etag = f'"{file.sha256[:16].lower()}"'
+        if faults is not None and (faults.no_length or faults.gzip):
+            self._whole_file_unusually(file, faults, etag)
+            return
         ignore_range = faults is not None and faults.ignore_range
-        wanted = None if ignore_range else self._wanted_range(total, etag)
+        wanted = None
+        if not ignore_range:
+            honour_if_range = faults is None or not faults.ignore_if_range
+            wanted = self._wanted_range(total, etag, honour_if_range=honour_if_range)
         if isinstance(wanted, str):
             self._xml_error(
                 416, "InvalidRange", "The requested range is not satisfiable",
@@ -498,6 +519,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         start, stop = wanted if wanted is not None else (0, total)
         status = 206 if wanted is not None else 200
+        if status == 206 and faults is not None and faults.range_cap is not None:
+            stop = min(stop, start + faults.range_cap)
+        if status == 206 and faults is not None and faults.empty_range:
+            self._respond(206, headers=[("Content-Range", f"bytes {start}-{stop - 1}/{total}")])
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(stop - start))
@@ -520,15 +546,37 @@ class Handler(BaseHTTPRequestHandler):
                 plan = self.fake._plan_body(file.id, stop - start)
                 self._stream(stream, file, start, stop - start, status, plan)
 
+    def _whole_file_unusually(self, file: FakeFile, faults: FileFaults, etag: str) -> None:
+        """200 with the whole file: without a length (the end is the connection's), or
+        gzip-compressed although ``identity`` was asked for."""
+        with file.open() as stream:
+            body = stream.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("ETag", etag)
+        if faults.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self._log(200, len(body))
+        self.end_headers()
+        self.fake._count_served(file.id, len(body))
+        with contextlib.suppress(OSError):
+            self.wfile.write(body)
+
     def _wanted_range(
-        self, total: int, etag: str
+        self, total: int, etag: str, *, honour_if_range: bool = True
     ) -> tuple[int, int] | Literal["unsatisfiable"] | None:
         """``(start, stop)``, ``"unsatisfiable"``, or ``None`` for the whole file."""
         header = self.headers.get("Range")
         if header is None:
             return None
         if_range = self.headers.get("If-Range")
-        if if_range is not None and if_range.strip() not in (etag, LAST_MODIFIED):
+        stale = if_range is not None and if_range.strip() not in (etag, LAST_MODIFIED)
+        if stale and honour_if_range:
             return None
         unit, _, spec = header.partition("=")
         match = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*", spec)
@@ -575,7 +623,7 @@ class Handler(BaseHTTPRequestHandler):
         flip_at = file.length // 2 - start if plan.corrupt else None
         piece_size = CHUNK_SIZE
         if plan.throttle:
-            piece_size = max(1024, min(CHUNK_SIZE, int(plan.throttle / 20)))
+            piece_size = max(16, min(CHUNK_SIZE, int(plan.throttle / 20)))
         sent = 0
         paced_from = time.monotonic()
         stall_at = plan.stall_at

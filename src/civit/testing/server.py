@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from civit.testing.catalog import (
     Catalog,
@@ -60,6 +60,9 @@ class FakeCivitai:
         self.port = port
         self.daily_limit_reached = False
         self.malformed_json = False
+        self.raw_links = False
+        """Hand out links with the file name unencoded (spaces and all), as careless
+        storage hosts do."""
         self.errors: list[BaseException] = []
         """Unexpected exceptions raised while handling requests (a bug in the fake)."""
         self._lock = threading.Lock()
@@ -221,7 +224,8 @@ class FakeCivitai:
         Raises:
             KeyError: unknown file.
         """
-        path = f"/files/{file_id}/{quote(self.file(file_id).name, safe='')}"
+        name = self.file(file_id).name
+        path = f"/files/{file_id}/{quote(name, safe='')}"
         expires = math.ceil(time.time() + (self.link_ttl if ttl is None else ttl))
         with self._lock:
             serial = self._next_serial
@@ -229,6 +233,8 @@ class FakeCivitai:
             message = f"{path}?expires={expires}#{serial}".encode()
             signature = hmac.new(self._secret, message, hashlib.sha256).hexdigest()
             self._links[signature] = _Link(file_id, path, expires, serial)
+        if self.raw_links:
+            path = f"/files/{file_id}/{name}"
         return f"{self.cdn_url}{path}?expires={expires}&sig={signature}"
 
     def _link_status(self, path: str, query: Mapping[str, list[str]]) -> str:
@@ -237,7 +243,9 @@ class FakeCivitai:
         expires = query.get("expires", [""])[0]
         with self._lock:
             link = self._links.get(signature)
-            if link is None or link.path != path or str(link.expires) != expires:
+            # Compared decoded, as storage hosts do: "%20" and a space name one key.
+            same_path = link is not None and unquote(link.path) == unquote(path)
+            if link is None or not same_path or str(link.expires) != expires:
                 return "denied"
             valid_from = max(
                 self._links_valid_from, self._file_links_valid_from.get(link.file_id, 0)
@@ -262,6 +270,16 @@ class FakeCivitai:
         stall_after: int | None = None,
         stall_seconds: float = 0.0,
         stall_times: int = 1,
+        status: int | None = None,
+        status_times: int = 1,
+        retry_after: str | None = None,
+        range_cap: int | None = None,
+        empty_range: bool = False,
+        no_length: bool = False,
+        gzip: bool = False,
+        disguised_html: bool = False,
+        redirect_to: str | None = None,
+        ignore_if_range: bool = False,
     ) -> FileFaults:
         """Inject faults into the CDN's responses for one file, replacing earlier ones.
 
@@ -282,6 +300,22 @@ class FakeCivitai:
                 (for the first ``stall_times`` responses longer than that).
             stall_seconds: the pause length.
             stall_times: how many responses stall.
+            status: answer this HTTP status (an S3-style XML error) to the first
+                ``status_times`` requests, e.g. 429 or 503 throttling, or 451.
+            status_times: how many requests get ``status``.
+            retry_after: the ``Retry-After`` sent with ``status`` (none by default).
+            range_cap: send at most this many bytes per ranged answer (a shorter 206,
+                as hosts that cap ranges do).
+            empty_range: answer ranged requests with a 206 that has no body.
+            no_length: answer 200 with the whole file, no ``Content-Length``, ending
+                the body by closing the connection.
+            gzip: answer 200 with the whole file gzip-compressed (``Content-Encoding``),
+                although the client asked for ``identity``.
+            disguised_html: answer 200 with a login page behind a byte-order mark,
+                labelled ``application/octet-stream``.
+            redirect_to: answer 302 with this ``Location`` instead of the file.
+            ignore_if_range: serve the asked range even when ``If-Range`` names
+                another version (a broken cache in front of the file).
 
         Returns:
             The settings now in force.
@@ -294,10 +328,23 @@ class FakeCivitai:
             file_id, drop_after=drop_after, drop_times=drop_times, ignore_range=ignore_range,
             corrupt=corrupt, expire_after=expire_after, throttle=throttle, html=html,
             stall_after=stall_after, stall_seconds=stall_seconds, stall_times=stall_times,
+            status=status, status_times=status_times, retry_after=retry_after,
+            range_cap=range_cap, empty_range=empty_range, no_length=no_length, gzip=gzip,
+            disguised_html=disguised_html, redirect_to=redirect_to,
+            ignore_if_range=ignore_if_range,
         )  # fmt: skip
         with self._lock:
-            self._faults[file_id] = FaultState(faults, drop_times, stall_times)
+            self._faults[file_id] = FaultState(faults, drop_times, stall_times, status_times)
         return faults
+
+    def _take_status(self, file_id: int) -> FileFaults | None:
+        """The faults, if this CDN request is one that answers ``status``."""
+        with self._lock:
+            state = self._faults.get(file_id)
+            if state is None or state.settings.status is None or state.statuses_left <= 0:
+                return None
+            state.statuses_left -= 1
+            return state.settings
 
     def faults(self, file_id: int) -> FileFaults | None:
         """The faults in force for a file, or ``None``."""
@@ -330,12 +377,14 @@ class FakeCivitai:
             self._links_valid_from = self._next_serial
 
     def reset_faults(self) -> None:
-        """Undo every fault knob: file faults, API failures, daily limit, malformed JSON."""
+        """Undo every fault knob: file faults, API failures, daily limit, malformed JSON,
+        raw links."""
         with self._lock:
             self._faults.clear()
             self._api_failure = None
         self.daily_limit_reached = False
         self.malformed_json = False
+        self.raw_links = False
 
     def _take_api_failure(self) -> ApiFailure | None:
         with self._lock:
