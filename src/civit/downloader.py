@@ -39,7 +39,7 @@ from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import check_scans, code_warning
-from civit.transfer import digests_to_compute, fetch, target_lock
+from civit.transfer import LockWaitCallback, digests_to_compute, fetch, target_lock
 
 __all__ = [
     "DownloadResult",
@@ -272,6 +272,10 @@ def download(
     retry_base: float = 1.0,
     overwrite: bool = False,
     allow_unscanned: bool = False,
+    limit_rate: float | None = None,
+    deadline: float | None = None,
+    lock_timeout: float | None = None,
+    on_lock_wait: LockWaitCallback | None = None,
 ) -> DownloadResult:
     """Download ``file`` into a WebUI folder (``root`` + ``layout``) or ``dest``.
 
@@ -303,6 +307,13 @@ def download(
         retry_base: first backoff delay in seconds.
         overwrite: replace whatever file is at the target.
         allow_unscanned: accept a file whose pickle or virus scan is not ``Success``.
+        limit_rate: bytes per second over all connections (``None``: unlimited).
+        deadline: seconds the transfer may take before it stops, resumable
+            (``None``: no limit; slow connections are dropped regardless).
+        lock_timeout: seconds to wait for another civit fetching the same target
+            (``None``: until it is done).
+        on_lock_wait: ``on_lock_wait(target, pid)``, called once when another civit
+            holds the target (see :data:`civit.transfer.LockWaitCallback`).
 
     Returns:
         A :class:`DownloadResult`.
@@ -335,7 +346,7 @@ def download(
         placement, link = _settle_checkpoint_kind(plan(), file, api, hashes, verify, plan)
         placement.prepare()
         target = placement.path
-        cleanup.enter_context(target_lock(target))
+        cleanup.enter_context(target_lock(target, timeout=lock_timeout, on_wait=on_lock_wait))
         present = _present(target, file, hashes, verify)
         if present is not None:
             return DownloadResult(
@@ -384,6 +395,8 @@ def download(
             retry_base=retry_base,
             cache=hashes,
             proxies=api.proxies,
+            limit_rate=limit_rate,
+            deadline=deadline,
         )
     warnings = (code_warning(file), long_path_warning(target))
     return DownloadResult(
@@ -489,6 +502,10 @@ def get(
     retry_base: float = 1.0,
     overwrite: bool = False,
     allow_unscanned: bool = False,
+    limit_rate: float | None = None,
+    deadline: float | None = None,
+    lock_timeout: float | None = None,
+    on_lock_wait: LockWaitCallback | None = None,
 ) -> DownloadResult:
     """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
 
@@ -517,6 +534,7 @@ def get(
         retry_base: first backoff delay in seconds.
         overwrite: replace whatever file is at the target (see :func:`download`).
         allow_unscanned: accept a file whose Civitai scans did not pass.
+        limit_rate, deadline, lock_timeout, on_lock_wait: see :func:`download`.
 
     Returns:
         The :class:`DownloadResult` of the chosen file.
@@ -548,6 +566,10 @@ def get(
             retry_base=retry_base,
             overwrite=overwrite,
             allow_unscanned=allow_unscanned,
+            limit_rate=limit_rate,
+            deadline=deadline,
+            lock_timeout=lock_timeout,
+            on_lock_wait=on_lock_wait,
         )
     if write_info:
         write_info_sidecar(result.path, version)

@@ -35,7 +35,7 @@ from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
-from civit.transfer import fetch, target_lock
+from civit.transfer import LockWaitCallback, RateLimit, fetch, target_lock
 
 __all__ = ["EntryResult", "InstallReport", "install"]
 
@@ -187,6 +187,20 @@ class _Fetched:
     mirror_error: str | None = None
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """``--limit-rate`` (one budget for every job), ``--deadline`` (per file) and the
+    wait for another civit's lock on a target."""
+
+    rate: RateLimit | None
+    deadline: float | None
+    lock_timeout: float | None
+    on_lock_wait: LockWaitCallback | None
+
+    def lock(self, target: Path) -> contextlib.AbstractContextManager[object]:
+        return target_lock(target, timeout=self.lock_timeout, on_wait=self.on_lock_wait)
+
+
 class _Installer:
     """Installs lock entries; one instance is shared by the worker threads."""
 
@@ -205,9 +219,11 @@ class _Installer:
         known: Mapping[str, int | None],
         placed: Mapping[Path, str],
         proxies: ProxyRules,
+        limits: _Limits,
     ) -> None:
         self.client = client
         self.proxies = proxies
+        self.limits = limits
         self.cache = cache
         self.store = store
         self.mirror = mirror
@@ -301,7 +317,7 @@ class _Installer:
 
     def _direct(self, key: int, locked: LockedFile, target: Path, base: EntryResult) -> EntryResult:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target_lock(target):
+        with self.limits.lock(target):
             present = self.existing(locked, target)  # another process may have done it
             if present is not None:
                 return dataclasses.replace(
@@ -316,7 +332,7 @@ class _Installer:
         assert self.store is not None and locked.sha256 is not None
         entry = self.store.path_for(locked.sha256)
         entry.parent.mkdir(parents=True, exist_ok=True)
-        with target_lock(entry):
+        with self.limits.lock(entry):
             digests = self.store.verified_digests(locked.sha256, cache=self.cache)
             if digests is None:
                 fetched = self._fetch(key, locked, entry)
@@ -399,6 +415,8 @@ class _Installer:
             retry_base=retry_base,
             cache=self.cache,
             proxies=self.proxies,
+            limit_rate=self.limits.rate,
+            deadline=self.limits.deadline,
         )
         return _Fetched(fetched.size, dict(fetched.digests), fetched.transferred, source)
 
@@ -456,6 +474,10 @@ def install(
     retry_base: float = 1.0,
     overwrite: bool = False,
     allow_unscanned: bool = False,
+    limit_rate: float | None = None,
+    deadline: float | None = None,
+    lock_timeout: float | None = None,
+    on_lock_wait: LockWaitCallback | None = None,
 ) -> InstallReport:
     """Install every file of a manifest: present ones cost a ``stat``, the rest are
     fetched ``jobs`` at a time, verified, and placed (or linked from the store).
@@ -490,6 +512,10 @@ def install(
             download of the same model fails its entry (:mod:`civit.ownership`).
         allow_unscanned: lock files whose Civitai scans did not pass (also
             ``allow_unscanned`` in the manifest or the user config).
+        limit_rate: bytes per second over every file and connection at once.
+        deadline: seconds each file's transfer may take (resumable when it runs out).
+        lock_timeout: seconds to wait for another civit fetching the same target.
+        on_lock_wait: ``on_lock_wait(target, pid)`` when another civit holds a target.
 
     Returns:
         The :class:`InstallReport`.
@@ -551,6 +577,12 @@ def install(
                     if locked.sha256
                 },
                 proxies=client.proxies if client is not None else proxy_rules(settings.proxy),
+                limits=_Limits(
+                    RateLimit(limit_rate) if limit_rate else None,
+                    deadline,
+                    lock_timeout,
+                    on_lock_wait,
+                ),
             )
             results = _install_all(
                 current,

@@ -31,6 +31,7 @@ import contextlib
 import errno
 import hashlib
 import http.client
+import math
 import os
 import random
 import sys
@@ -78,9 +79,11 @@ __all__ = [
     "Fetched",
     "LinkResolver",
     "LockWaitCallback",
+    "RateLimit",
     "default_connections",
     "digests_to_compute",
     "fetch",
+    "parse_rate",
     "piece_size",
     "target_lock",
 ]
@@ -114,6 +117,32 @@ LinkResolver = Callable[[], str]
 #: ``on_wait(target, pid)``: another process holds the target's lock (``pid`` of the
 #: other civit when it is known); called once before waiting for it.
 LockWaitCallback = Callable[[Path, "int | None"], None]
+
+
+_RATE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second from ``20M``, ``500K``, ``1.5M``, ``2G`` or a plain number
+    (binary units, as curl's ``--limit-rate``; a trailing ``B``, ``/s`` or ``iB`` is fine).
+
+    >>> parse_rate("20M"), parse_rate("500k"), parse_rate("1000")
+    (20971520.0, 512000.0, 1000.0)
+
+    Raises:
+        ValueError: not a positive rate.
+    """
+    cleaned = text.strip().upper().removesuffix("/S").removesuffix("B").removesuffix("I")
+    number, unit = cleaned[:-1], cleaned[-1:]
+    if unit.isdigit() or unit == ".":
+        number, unit = cleaned, ""
+    try:
+        value = float(number) * _RATE_UNITS[unit]
+    except (KeyError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"not a rate: {text!r} (bytes per second, e.g. 20M or 500K)")
+    return value
 
 
 def default_connections(size: int | None) -> int:
@@ -186,24 +215,31 @@ def _fill(response: http.client.HTTPResponse, view: memoryview) -> int:
     return filled
 
 
-class _RateLimit:
-    """``--limit-rate``: one budget of bytes per second shared by every connection."""
+class RateLimit:
+    """``--limit-rate``: one budget of bytes per second, shared by every connection of
+    every download given the same instance (``civit install`` shares one across jobs).
 
-    def __init__(self, rate: float, cancelled: threading.Event) -> None:
-        self.rate = rate
-        self.cancelled = cancelled
-        self.lock = threading.Lock()
-        self.next_free = time.monotonic()
+    Args:
+        rate: bytes per second.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not rate > 0:
+            raise ValueError(f"a rate must be positive, got {rate!r}")
+        self.rate = float(rate)
+        self._lock = threading.Lock()
+        self._next_free = time.monotonic()
         #: Reads stay small enough that a connection never runs far ahead of its share.
         self.chunk = max(4096, min(BUFFER_SIZE, int(rate / 10)))
 
-    def take(self, count: int) -> None:
-        with self.lock:
+    def take(self, count: int, cancelled: threading.Event) -> None:
+        """Account for ``count`` bytes received; sleep until they fit the budget."""
+        with self._lock:
             now = time.monotonic()
-            self.next_free = max(self.next_free, now) + count / self.rate
-            delay = self.next_free - now
+            self._next_free = max(self._next_free, now) + count / self.rate
+            delay = self._next_free - now
         if delay > 0:
-            self.cancelled.wait(delay)
+            cancelled.wait(delay)
 
 
 class _Transfer:
@@ -225,7 +261,7 @@ class _Transfer:
         progress: ProgressCallback | None,
         retry_base: float,
         proxies: ProxyRules,
-        limit_rate: float | None,
+        limit_rate: RateLimit | None,
         deadline: float | None,
     ) -> None:
         self.resolve = resolve
@@ -245,8 +281,8 @@ class _Transfer:
         self.deadline_seconds = deadline
         self.lock = threading.Condition()
         self.cancelled = threading.Event()
-        self.limiter = _RateLimit(limit_rate, self.cancelled) if limit_rate else None
-        self.min_rate = MIN_RATE if not limit_rate else min(MIN_RATE, limit_rate / 4)
+        self.limiter = limit_rate
+        self.min_rate = MIN_RATE if not limit_rate else min(MIN_RATE, limit_rate.rate / 4)
         self.error: BaseException | None = None
         self.url = ""  # resolved lazily: a complete .part needs no link at all
         self.refreshes = 0
@@ -358,7 +394,7 @@ class _Transfer:
                     segment.done += count
                 self._note_progress(count)
                 if self.limiter is not None:
-                    self.limiter.take(count)
+                    self.limiter.take(count, self.cancelled)
                 window_bytes += count
                 now = time.monotonic()
                 if now - window_start >= self.stall_timeout:
@@ -1008,7 +1044,7 @@ def fetch(
     stall_timeout: float = 30.0,
     progress: ProgressCallback | None = None,
     retry_base: float = 1.0,
-    limit_rate: float | None = None,
+    limit_rate: float | RateLimit | None = None,
     deadline: float | None = None,
     proxies: ProxyRules | None = None,
     cache: HashCache | None = None,
@@ -1033,7 +1069,8 @@ def fetch(
         stall_timeout: seconds without a byte (or below 1 KiB/s) before reconnecting.
         progress: ``progress(done, total)`` in bytes.
         retry_base: first backoff delay in seconds.
-        limit_rate: bytes per second over all connections (``None``: unlimited).
+        limit_rate: bytes per second over all connections (``None``: unlimited), or a
+            :class:`RateLimit` shared with other downloads.
         deadline: seconds the whole fetch may take (``None``: no limit).
         proxies: which proxy each URL goes through (default: from the environment).
         cache: a hash cache to record the committed file's digests in.
@@ -1072,7 +1109,7 @@ def fetch(
         progress=progress,
         retry_base=retry_base,
         proxies=proxies if proxies is not None else proxy_rules(),
-        limit_rate=limit_rate,
+        limit_rate=RateLimit(limit_rate) if isinstance(limit_rate, (int, float)) else limit_rate,
         deadline=deadline,
     )
     wanted = expected_size or size_hint

@@ -12,6 +12,7 @@ import click
 
 from civit.bulk import choose_files, refs_from_lines
 from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import echo_json, say
 from civit.cli.progress import Progress
 from civit.config import Settings
@@ -103,6 +104,7 @@ def choose_destination(
     help='Every file of the version but training data (unless --type "Training Data").',
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be downloaded, and where.")
+@limit_options
 @pass_app
 def get(
     app: App,
@@ -125,6 +127,9 @@ def get(
     all_versions: bool,
     all_files: bool,
     dry_run: bool,
+    limit_rate: float | None,
+    deadline: float | None,
+    lock_timeout: float | None,
 ) -> int:
     """Download models, verified against Civitai's hashes, into WebUI folders.
 
@@ -143,6 +148,7 @@ def get(
       civit get "https://civitai.com/models/328553?modelVersionId=368189" --dest ./loras
       civit get --from image.png --root ~/ComfyUI      what the image was made with
       civit get 400100 --all-versions --dry-run --dest ./loras
+      civit get 827184 --root ~/ComfyUI --limit-rate 20M     leave bandwidth for others
       civit search --username NAME --type LORA -q | civit get - --root ~/ComfyUI
 
     \b
@@ -164,6 +170,10 @@ def get(
         "verify": not no_verify,
         "overwrite": overwrite,
         "allow_unscanned": allow_unscanned or app.settings.allow_unscanned,
+        "limit_rate": limit_rate,
+        "deadline": deadline,
+        "lock_timeout": lock_timeout,
+        "on_lock_wait": lock_wait_notice,
     }
     if from_images:
         if name is not None or all_versions or all_files:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import count_files, echo_json, say, write_report
 from civit.cli.progress import Progress
 from civit.downloader import long_path_warning
@@ -155,6 +156,7 @@ def describe_entry(result: EntryResult) -> str:
     help="Replace files in the way that are not civit's downloads of the same model.",
 )
 @allow_unscanned_option
+@limit_options
 @pass_app
 def install_command(
     app: App,
@@ -168,6 +170,9 @@ def install_command(
     report: Path | None,
     overwrite: bool,
     allow_unscanned: bool,
+    limit_rate: float | None,
+    deadline: float | None,
+    lock_timeout: float | None,
 ) -> int:
     """Install every file of civit.toml (locking it first unless --frozen), in parallel.
 
@@ -179,6 +184,7 @@ def install_command(
       civit install                           lock if needed, then install
       civit install --frozen --jobs 8         CI: exactly what civit.lock says
       civit install --frozen --store ~/.cache/civit-store --report install.json
+      civit install --frozen --limit-rate 50M --deadline 3600
     """
     progress = Progress(quiet=app.quiet)
 
@@ -203,6 +209,10 @@ def install_command(
             on_result=finished,
             overwrite=overwrite,
             allow_unscanned=allow_unscanned,
+            limit_rate=limit_rate,
+            deadline=deadline,
+            lock_timeout=lock_timeout,
+            on_lock_wait=lock_wait_notice,
         )
     finally:
         progress.close()
