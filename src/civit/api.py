@@ -13,6 +13,7 @@ Everything that talks to the API origin goes through :class:`Client`. It
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -52,6 +53,7 @@ __all__ = [
     "RetryPolicy",
     "is_html",
     "parse_retry_after",
+    "using_client",
 ]
 
 USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
@@ -746,3 +748,14 @@ def _model_params(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             params.append((key, str(value)))
     return params
+
+
+@contextlib.contextmanager
+def using_client(client: Client | None) -> Iterator[Client]:
+    """``client``, or a :class:`Client` made from the environment and config and closed
+    afterwards (for library functions whose ``client`` argument is optional)."""
+    if client is not None:
+        yield client
+        return
+    with Client() as made:
+        yield made

@@ -26,16 +26,15 @@ callback.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from civit.api import Client
+from civit.api import Client, using_client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
 from civit.fsutil import read_regular_file
 from civit.hashcache import CacheOption, HashCache, opened_cache
@@ -111,16 +110,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-@contextlib.contextmanager
-def _api(client: Client | None) -> Iterator[Client]:
-    """``client``, or one made from the environment and closed afterwards."""
-    if client is not None:
-        yield client
-        return
-    with Client() as made:
-        yield made
 
 
 # -- identify ----------------------------------------------------------------------
@@ -259,7 +248,7 @@ def _identify(
     matches: dict[str, HashMatch] = {}
     versions: dict[int, Version | None] = {}
     if sha256s:
-        with _api(client) as api:
+        with using_client(client) as api:
             matches = _look_up(api, sha256s)
             wanted = dict.fromkeys(match.version_id for match in matches.values())
             versions = _fetch_versions(api, list(wanted)) if details else {}
@@ -469,7 +458,7 @@ def verify_files(
             else:
                 unexplained[path] = digests
     if unexplained and lock_path is None:
-        with _api(client) as api:
+        with using_client(client) as api:
             known = _look_up(api, [digests["sha256"] for digests in unexplained.values()])
         for path, digests in list(unexplained.items()):
             if (found := known.get(digests["sha256"])) is not None:

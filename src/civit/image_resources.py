@@ -40,12 +40,12 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from civit.api import Client
+from civit.api import Client, using_client
 from civit.errors import NotFoundError, UsageError
 from civit.image_metadata import ImageKind, read_image_metadata
 from civit.records import File, Version
@@ -231,18 +231,9 @@ def resources_from_image(
     metadata = read_image_metadata(path)
     found = find_resources(metadata.texts)
     if found:
-        with _api(client) as api:
+        with using_client(client) as api:
             found = _look_up(api, found)
     return ImageResources(metadata.path, metadata.kind, tuple(metadata.texts), tuple(found))
-
-
-@contextlib.contextmanager
-def _api(client: Client | None) -> Iterator[Client]:
-    if client is not None:
-        yield client
-        return
-    with Client() as made:
-        yield made
 
 
 def _look_up(client: Client, resources: Sequence[ImageResource]) -> list[ImageResource]:

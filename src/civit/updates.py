@@ -32,15 +32,14 @@ Nothing here prints; progress is a ``(done, total)`` byte callback while hashing
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from civit.api import Client
+from civit.api import Client, using_client
 from civit.errors import ManifestError, NotFoundError
 from civit.hashcache import CacheOption
 from civit.hashing import ProgressCallback
@@ -238,7 +237,7 @@ def outdated(
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     installed = _from_lock(Path(lock)) if lock is not None else []
     ignored = frozenset(ignore)
-    with _api(client) as api:
+    with using_client(client) as api:
         if given:
             found = identify_files(given, client=api, cache=cache, progress=progress, details=False)
             installed += [
@@ -256,15 +255,6 @@ def outdated(
         wanted = {item.model_id for item in installed if item.model_id is not None}
         models = _fetch_models(api, sorted(wanted - ignored))
     return [_check(item, models, ignored) for item in installed]
-
-
-@contextlib.contextmanager
-def _api(client: Client | None) -> Iterator[Client]:
-    if client is not None:
-        yield client
-        return
-    with Client() as made:
-        yield made
 
 
 def _from_lock(lock_path: Path) -> list[_Installed]:

@@ -9,6 +9,7 @@ import click
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.output import count_files, echo, echo_json, say
 from civit.cli.progress import Progress
+from civit.cli.projects import manifest_option
 from civit.errors import UsageError
 from civit.freezing import freeze
 from civit.layouts import LAYOUTS
@@ -21,15 +22,7 @@ from civit.updates import UpdateCheck, outdated
 @click.argument(
     "paths", nargs=-1, required=True, type=ExpandedPath(path_type=Path, literal_first=True)
 )
-@click.option(
-    "-f",
-    "--file",
-    "manifest_path",
-    type=ExpandedPath(dir_okay=False, path_type=Path),
-    default=Path("civit.toml"),
-    show_default=True,
-    help="Where to write the manifest; civit.lock goes beside it.",
-)
+@manifest_option
 @click.option(
     "--layout",
     type=click.Choice(["auto", *LAYOUTS]),
