@@ -203,3 +203,17 @@ def test_freeze_pins_a_file_civitai_scans_refuse_with_allow_unscanned(
     assert tomllib.loads(manifest)["model"][0]["allow_unscanned"] is True
     lock = civit.load_lock(tmp_path / "civit.lock")
     assert lock is not None and [f.file_id for f in lock.files] == [4100001]
+
+
+def test_freeze_the_portable_comfyui_folder_roots_at_its_comfyui(
+    fake: FakeCivitai, comfyui: Path, tmp_path: Path
+) -> None:
+    portable = tmp_path / "ComfyUI_windows_portable"
+    (portable / "python_embeded").mkdir(parents=True)
+    comfyui.rename(portable / "ComfyUI")
+    with civit.Client(base_url=fake.url, token=fake.token) as client:
+        result = civit.freeze(portable, manifest=tmp_path / "civit.toml", client=client)
+    assert (result.root, result.layout) == (portable / "ComfyUI", "comfyui")
+    document = tomllib.loads((tmp_path / "civit.toml").read_text())
+    assert document["settings"]["root"] == "ComfyUI_windows_portable/ComfyUI"
+    assert len(result.frozen) == 4

@@ -41,7 +41,14 @@ from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, opened_cache
 from civit.hashing import ProgressCallback
 from civit.identification import Identification, identify_files
-from civit.layouts import LAYOUTS, Detection, LayoutChoice, detect_layout, safe_filename
+from civit.layouts import (
+    LAYOUTS,
+    Detection,
+    LayoutChoice,
+    detect_layout,
+    find_layout_above,
+    safe_filename,
+)
 from civit.layouts import LayoutName as Layout
 from civit.lockfile import load_lock, write_lock
 from civit.manifest import load_manifest, lock_path_for
@@ -235,16 +242,16 @@ def _layout(choice: LayoutChoice) -> Layout:
 
 
 def _webui_above(path: Path, seen: dict[Path, Detection | None]) -> tuple[Path, Layout] | None:
-    """The nearest folder at or above ``path`` that is a WebUI install, as its root
-    (the portable ComfyUI folder's root is its ComfyUI/) and layout."""
-    start = path if path.is_dir() else path.parent
-    for folder in (start, *start.parents):
-        if folder not in seen:
-            seen[folder] = detect_layout(folder)
-        detected = seen[folder]
+    """The WebUI install ``path`` is (a folder) or lies in, as its root (the portable
+    ComfyUI folder's root is its ComfyUI/) and layout."""
+    if path.is_dir():
+        if path not in seen:
+            seen[path] = detect_layout(path)
+        detected = seen[path]
         if detected is not None:
             return detected.root, detected.layout
-    return None
+    above = find_layout_above(path, seen=seen)
+    return (above.root, above.layout) if above is not None else None
 
 
 def _sort_out(
