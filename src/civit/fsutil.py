@@ -26,7 +26,6 @@ from pathlib import Path
 
 import platformdirs
 
-from civit.config import path_setting
 from civit.errors import CivitError, DiskSpaceError
 
 __all__ = [
@@ -118,7 +117,11 @@ def cache_dir() -> Path:
     """civit's cache folder (hash cache, download locks): ``$CIVIT_CACHE_DIR`` or the
     platform's user cache folder."""
     override = os.environ.get("CIVIT_CACHE_DIR")
-    return path_setting(override) if override else Path(platformdirs.user_cache_dir("civit"))
+    if not override:
+        return Path(platformdirs.user_cache_dir("civit"))
+    from civit.config import path_setting  # config reads files through this module
+
+    return path_setting(override)
 
 
 def fsync_dir(folder: Path) -> None:
