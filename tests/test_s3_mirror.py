@@ -461,3 +461,24 @@ def test_credentials_and_endpoint_come_from_an_aws_profile(
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(UsageError, match="AWS profile 'nobody'"):
         civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path)
+
+
+def test_push_reads_locked_files_from_the_store_where_they_are_not_installed(
+    fake: FakeCivitai, client: Client, tmp_path: Path, bucket: str, s3: Any, aws_env: dict[str, str]
+) -> None:
+    project = tmp_path / "with-store"
+    project.mkdir()
+    manifest = civit.write_manifest(project / "civit.toml", THREE, settings={"dest": "models"})
+    store = tmp_path / "store"
+    assert civit.install(manifest, client=client, store=store, **ENGINE).exit_code == 0
+    shutil.rmtree(project / "models")  # only the store has the bytes now
+
+    report = civit.push_mirror(f"s3://{bucket}", lock=manifest.lock_path, store=store)
+    assert report.count("uploaded") == 3
+    assert all(str(result.path).startswith(str(store)) for result in report.results)
+    vae = fake.file(3000003)
+    assert s3.get_object(Bucket=bucket, Key=vae.sha256.lower())["Body"].read() == vae.content
+
+    missing = civit.push_mirror(f"s3://{bucket}", lock=manifest.lock_path)  # no store given
+    assert missing.exit_code == 1
+    assert "not installed (run `civit install`)" in (missing.results[0].error or "")

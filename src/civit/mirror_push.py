@@ -244,14 +244,21 @@ class _S3Destination:
         try:
             number = 0
             while not failed.is_set() and not self.stop.is_set():
-                self.slots.acquire()
-                data = stream.read(part_size)
+                self.slots.acquire()  # released when the part is sent (or fails)
+                try:
+                    data = stream.read(part_size)
+                    if data:
+                        whole.update(data)
+                        number += 1
+                        future = self.parts.submit(
+                            self._part, sha256, upload_id, number, data, sent
+                        )
+                except BaseException:
+                    self.slots.release()
+                    raise
                 if not data:
                     self.slots.release()
                     break
-                whole.update(data)
-                number += 1
-                future = self.parts.submit(self._part, sha256, upload_id, number, data, sent)
                 future.add_done_callback(lambda done: self._finished(done, failed))
                 futures.append(future)
             parts = [future.result() for future in futures]  # the first failure raises

@@ -207,13 +207,17 @@ class S3Bucket:
     # -- the client --
 
     def client(self) -> Any:
-        """The boto3 client (made on first use; credentials are resolved by boto3)."""
+        """The boto3 client (made on first use; credentials are resolved by boto3).
+
+        A bucket in another region than the configured one is handled by boto3: the
+        first request is redirected there, and presigned URLs use the region it learnt.
+        """
         with self._lock:
             if self._client is None:
-                self._client = self._make_client(None)
+                self._client = self._make_client()
             return self._client
 
-    def _make_client(self, region: str | None) -> Any:
+    def _make_client(self) -> Any:
         import boto3
         import botocore.config
         import botocore.exceptions
@@ -227,7 +231,7 @@ class S3Bucket:
         )
         try:
             session = boto3.session.Session()
-            client = session.client("s3", region_name=region or session.region_name, config=config)
+            client = session.client("s3", config=config)
         except botocore.exceptions.ProfileNotFound as exc:
             raise UsageError(
                 f"AWS profile {exc.kwargs.get('profile')!r} is not in ~/.aws/config or "
@@ -240,15 +244,6 @@ class S3Bucket:
             raise UsageError(f"cannot set up S3 access: {exc}") from exc
         self._endpoint = redact_url(str(client.meta.endpoint_url))
         return client
-
-    def _follow_region(self, head: Mapping[str, Any]) -> None:
-        """Sign for the bucket's own region when the configured one differs (AWS only)."""
-        headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        region = headers.get("x-amz-bucket-region")
-        with self._lock:
-            current = self._client.meta.region_name if self._client is not None else None
-            if region and current and region != current and "amazonaws.com" in self._endpoint:
-                self._client = self._make_client(region)
 
     # -- reads --
 
@@ -264,7 +259,6 @@ class S3Bucket:
             head = self._call("head_object", sha256, ChecksumMode="ENABLED")
         except NotFoundError:
             return None
-        self._follow_region(head)
         return ObjectInfo(int(head.get("ContentLength", 0)), _object_sha256(head))
 
     def presigned_get(self, sha256: str, *, expires: int = PRESIGN_SECONDS) -> str:
