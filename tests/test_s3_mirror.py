@@ -482,3 +482,27 @@ def test_push_reads_locked_files_from_the_store_where_they_are_not_installed(
     missing = civit.push_mirror(f"s3://{bucket}", lock=manifest.lock_path)  # no store given
     assert missing.exit_code == 1
     assert "not installed (run `civit install`)" in (missing.results[0].error or "")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_push_refuses_a_fifo_instead_of_hanging(tmp_path: Path) -> None:
+    good = tmp_path / "good.safetensors"
+    good.write_bytes(b"weights" * 1000)
+    fifo = tmp_path / "planted.safetensors"
+    os.mkfifo(fifo)
+    report = civit.push_mirror(tmp_path / "mirror", [fifo, good])
+    assert [result.status for result in report.results] == ["failed", "uploaded"]
+    assert "FIFO" in (report.results[0].error or "")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_folder_mirror_is_readable_like_any_new_file(tmp_path: Path) -> None:
+    source = tmp_path / "model.safetensors"
+    source.write_bytes(b"weights" * 1000)
+    old = os.umask(0o022)
+    try:
+        report = civit.push_mirror(tmp_path / "mirror", [source])
+    finally:
+        os.umask(old)
+    pushed = Path(report.results[0].destination or "")
+    assert pushed.stat().st_mode & 0o777 == 0o644  # a static server can serve it

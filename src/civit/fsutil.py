@@ -33,6 +33,7 @@ __all__ = [
     "cache_dir",
     "check_free_space",
     "commit",
+    "create_beside",
     "fsync_dir",
     "human_bytes",
     "is_in_use",
@@ -203,7 +204,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = _create_beside(path)
+        fd, temporary = create_beside(path)
     except OSError as exc:  # an unwritable or missing folder
         raise CivitError(
             f"cannot write {path}: {exc.strerror or exc}",
@@ -221,7 +222,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
 
 
-def _create_beside(path: Path) -> tuple[int, Path]:
+def create_beside(path: Path) -> tuple[int, Path]:
     """A new empty file beside ``path`` under a unique hidden name, open for writing.
 
     It is created with mode 0666 less the umask, as any program's new file is (0644

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from civit.errors import CivitError, IntegrityError, ManifestError, worst_exit_code
-from civit.fsutil import check_free_space, commit
+from civit.fsutil import check_free_space, commit, create_beside, make_folder, open_regular
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.identification import model_files
@@ -219,7 +218,7 @@ class _S3Destination:
 
     def upload(self, path: Path, sha256: str, size: int, sent: Callable[[int], None]) -> None:
         part_size = self.part_size_for(size)
-        with path.open("rb") as stream:
+        with os.fdopen(open_regular(path), "rb") as stream:
             if size <= part_size:
                 self.slots.acquire()
                 try:
@@ -314,26 +313,26 @@ class _FolderDestination:
     def upload(self, path: Path, sha256: str, size: int, sent: Callable[[int], None]) -> None:
         final = self.folder / sha256.lower()
         check_free_space(self.folder, size)
-        fd, name = tempfile.mkstemp(prefix=f".{sha256.lower()}.", suffix=".tmp", dir=self.folder)
-        temporary = Path(name)
-        try:
-            digest = hashlib.sha256()
-            view = memoryview(bytearray(COPY_BLOCK))
-            with path.open("rb", buffering=0) as source, os.fdopen(fd, "wb") as sink:
-                while count := source.readinto(view):
-                    digest.update(view[:count])
-                    sink.write(view[:count])
-                    sent(count)
-            actual = digest.hexdigest().upper()
-            if actual != sha256.upper():
-                raise _mismatch(path, sha256, actual)
-            commit(temporary, final)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise CivitError(f"cannot write {final}: {exc.strerror or exc}") from exc
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        with os.fdopen(open_regular(path), "rb", buffering=0) as source:
+            fd, temporary = create_beside(final)  # readable like any new file (umask)
+            try:
+                digest = hashlib.sha256()
+                view = memoryview(bytearray(COPY_BLOCK))
+                with os.fdopen(fd, "wb") as sink:
+                    while count := source.readinto(view):
+                        digest.update(view[:count])
+                        sink.write(view[:count])
+                        sent(count)
+                actual = digest.hexdigest().upper()
+                if actual != sha256.upper():
+                    raise _mismatch(path, sha256, actual)
+                commit(temporary, final)
+            except OSError as exc:
+                temporary.unlink(missing_ok=True)
+                raise CivitError(f"cannot copy {path} to {final}: {exc.strerror or exc}") from exc
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
         with contextlib.suppress(OSError):
             self.cache.store(final.stat(), {"sha256": sha256.upper()})
 
@@ -477,10 +476,7 @@ def push_mirror(
             sink = _S3Destination(bucket, jobs=jobs, part_size=part_size, stop=stop)
         else:
             folder = Path(target).expanduser()
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CivitError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+            make_folder(folder)
             label = str(folder)
             sink = _FolderDestination(folder, hashes)
         given = list(paths)
