@@ -97,7 +97,7 @@ def test_another_models_file_with_the_same_name_is_kept(
     client: Client, fake: FakeCivitai, tmp_path: Path
 ) -> None:
     lora = civit.get("328553", client=client, dest=tmp_path, name=PLAIN, **ENGINE)
-    with pytest.raises(FileConflictError, match="not civit's download of model 827184"):
+    with pytest.raises(FileConflictError, match="not known to be civit's download of model 827184"):
         civit.get("827184", client=client, dest=tmp_path, **ENGINE)
     assert lora.path.read_bytes() == fake.file(3000001).content
 
@@ -272,7 +272,7 @@ def test_cli_keeps_a_users_file_and_offers_the_ways_out(civit_cli, tmp_path: Pat
     (tmp_path / PLAIN).write_bytes(USERS_OWN)
     run = civit_cli("get", "827184", "--dest", tmp_path)
     assert run.code == 1
-    assert "already exists and is not civit's download of model 827184" in run.err
+    assert "already exists and is not known to be civit's download of model 827184" in run.err
     assert "--overwrite" in run.err and "--name" in run.err and "--dest" in run.err
     run = civit_cli("get", "827184", "--dest", tmp_path, "--name", "wai-pruned.safetensors")
     assert run.code == 0, run.err
@@ -305,3 +305,14 @@ def test_cli_allow_unscanned(civit_cli, fake: FakeCivitai, tmp_path: Path) -> No
     assert "--allow-unscanned" in run.err
     run = civit_cli("get", "880101", "--dest", tmp_path, "--allow-unscanned")
     assert run.code == 0, run.err
+
+
+def test_a_file_in_the_way_stays_when_civitai_cannot_be_asked(
+    client: Client, fake: FakeCivitai, tmp_path: Path
+) -> None:
+    (tmp_path / PLAIN).write_bytes(USERS_OWN)
+    file = next(f for f in client.get_version(2514310).files if f.id == PRIMARY)
+    fake.fail_api(503, times=100)
+    with pytest.raises(FileConflictError):
+        civit.download(file, client=client, dest=tmp_path, **ENGINE)
+    assert (tmp_path / PLAIN).read_bytes() == USERS_OWN

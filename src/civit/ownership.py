@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from civit.api import Client
-from civit.errors import FileConflictError, NotFoundError
+from civit.errors import CivitError, FileConflictError
 from civit.records import Version
 
 __all__ = ["GET_CHOICES", "INSTALL_CHOICES", "check_replaceable", "describe_wanted"]
@@ -83,8 +83,9 @@ def check_replaceable(
         client: makes the API client for the by-hash question (``None``: offline).
 
     Raises:
-        FileConflictError: nothing says the file is civit's download of this model.
-        CivitError: the by-hash question failed for another reason than "unknown".
+        FileConflictError: nothing says the file is civit's download of this model
+            (also when Civitai cannot be asked).
+        CivitError: the version's model could not be looked up.
     """
     digest = sha256.upper()
     if placed is not None and placed.upper() == digest:
@@ -97,7 +98,7 @@ def check_replaceable(
         if client is not None and _civitai_says(client(), digest) == model_id:
             return
     raise FileConflictError(
-        f"{target} already exists and is not civit's download of "
+        f"{target} already exists and is not known to be civit's download of "
         f"{f'model {model_id}' if model_id else 'this model'} (its SHA256 is {digest}); "
         f"not replacing it with {wanted}",
         path=str(target),
@@ -122,7 +123,9 @@ def _sidecar_says(target: Path, model_id: int) -> bool:
 
 
 def _civitai_says(client: Client, sha256: str) -> int | None:
+    """The model Civitai says the bytes belong to; ``None`` if unknown or unreachable
+    (then the file stays: not knowing is no reason to replace it)."""
     try:
         return client.get_version_by_hash(sha256).model_id
-    except NotFoundError:
+    except CivitError:
         return None
