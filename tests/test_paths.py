@@ -7,17 +7,11 @@ from pathlib import Path
 import pytest
 
 import civit
-from civit.config import (
-    WINDOWS_PATH_HINT,
-    expand_path,
-    load_settings,
-    path_setting,
-    set_variable_hint,
-    toml_error_hint,
-)
+from civit.config import load_settings, set_variable_hint, toml_error_hint
 from civit.downloader import long_path_warning
 from civit.errors import ManifestError, UsageError
 from civit.manifest import load_manifest
+from civit.paths import WINDOWS_PATH_HINT, expand_path, path_setting
 
 
 def test_expand_path_knows_cmd_and_shell_variables_and_the_home_folder() -> None:

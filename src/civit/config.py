@@ -21,7 +21,7 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     ignore = [4201, 12345]   # model ids `civit outdated` never reports
 
 Paths (here, in ``CIVIT_ROOT``/``CIVIT_STORE``, in flags and in manifests) go through
-:func:`expand_path`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
+:func:`civit.paths.path_setting`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
 platform, and so do ``/`` and ``\\``. In TOML, write Windows paths in single quotes
 (``root = 'C:\\Users\\me\\ComfyUI'``): inside double quotes a backslash starts an escape.
 """
@@ -29,7 +29,6 @@ platform, and so do ``/`` and ``\\``. In TOML, write Windows paths in single quo
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -40,6 +39,7 @@ import platformdirs
 
 from civit.errors import UsageError, redact_url
 from civit.fsutil import read_regular_file
+from civit.paths import WINDOWS_PATH_HINT, expand_path, path_setting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,13 +48,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "DEFAULT_BASE_URL",
-    "WINDOWS_PATH_HINT",
     "Settings",
     "config_path",
-    "expand_path",
     "load_settings",
     "outdated_ignore",
-    "path_setting",
     "set_variable_hint",
     "toml_error_hint",
 ]
@@ -107,75 +104,6 @@ class Settings:
         if shown["proxy"]:
             shown["proxy"] = redact_url(shown["proxy"])  # user:password@ stays private
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
-
-
-WINDOWS_PATH_HINT = r"use single quotes for Windows paths: root = 'C:\Users\me\ComfyUI'"
-
-# %NAME% (cmd; names such as ProgramFiles(x86) included), ${NAME} and $NAME (shells).
-_VARIABLE = re.compile(
-    r"%(?P<cmd>[A-Za-z_][A-Za-z0-9_()]*)%|\$\{(?P<braced>[A-Za-z_]\w*)\}|\$(?P<bare>[A-Za-z_]\w*)"
-)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def expand_path(value: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Path:
-    """A path as users type it, made real: variables and ``~`` expanded, on any platform.
-
-    ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` are replaced from ``environ`` (names
-    compared case-insensitively when the exact one is unset, as Windows does); unknown
-    variables stay as written. A leading ``~`` is the home folder (``$HOME``, else
-    ``%USERPROFILE%``): cmd and PowerShell pass ``~\\models`` to programs untouched.
-
-    >>> expand_path("%USERPROFILE%/ComfyUI", environ={"USERPROFILE": "/home/me"}).as_posix()
-    '/home/me/ComfyUI'
-    >>> expand_path("~/models", environ={"HOME": "/home/me"}).as_posix()
-    '/home/me/models'
-
-    Args:
-        value: the path as written.
-        environ: the environment (default: ``os.environ``).
-
-    Returns:
-        The expanded path.
-    """
-    environ = os.environ if environ is None else environ
-
-    def variable(match: re.Match[str]) -> str:
-        name = match.group("cmd") or match.group("braced") or match.group("bare")
-        found = environ.get(name)
-        if found is None:
-            found = next((v for k, v in environ.items() if k.upper() == name.upper()), None)
-        return match.group(0) if found is None else found
-
-    text = _VARIABLE.sub(variable, os.fspath(value))
-    if text == "~" or text.startswith(("~/", "~\\")):
-        home = environ.get("HOME") or environ.get("USERPROFILE") or str(Path.home())
-        text = home + text[1:]
-    return Path(text).expanduser()
-
-
-def path_setting(value: str, *, environ: Mapping[str, str] | None = None) -> Path:
-    """A path written in a config file, a manifest or a variable such as ``CIVIT_ROOT``.
-
-    Expanded like :func:`expand_path`; backslashes separate folders on every platform
-    (a manifest written on Windows works in Linux CI), and a control character — the
-    trace of a Windows path in a double-quoted TOML string, where ``"C:\\temp"`` reads
-    as a tab — is an error that says to use single quotes.
-
-    >>> path_setting("models\\\\loras", environ={}).as_posix()
-    'models/loras'
-
-    Raises:
-        UsageError: the path holds a control character.
-    """
-    if _CONTROL.search(value):
-        raise UsageError(
-            f"path {value!r} contains a control character (a backslash escape?)",
-            hint=WINDOWS_PATH_HINT,
-        )
-    if sys.platform != "win32":
-        value = value.replace("\\", "/")
-    return expand_path(value, environ=environ)
 
 
 def toml_error_hint(error: Exception) -> str | None:

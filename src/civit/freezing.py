@@ -35,7 +35,6 @@ from pathlib import Path
 import tomli_w
 
 from civit.api import Client
-from civit.config import path_setting
 from civit.errors import ScanRefusedError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, opened_cache
@@ -52,6 +51,7 @@ from civit.layouts import (
 from civit.layouts import LayoutName as Layout
 from civit.lockfile import load_lock, write_lock
 from civit.manifest import load_manifest, lock_path_for
+from civit.paths import path_setting
 from civit.records import File, Version
 from civit.resolution import LazyClient, resolve_lock
 from civit.select import check_scans

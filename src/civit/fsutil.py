@@ -27,6 +27,7 @@ from pathlib import Path
 import platformdirs
 
 from civit.errors import CivitError, DiskSpaceError
+from civit.paths import path_setting
 
 __all__ = [
     "atomic_write",

@@ -24,7 +24,7 @@ from stat import S_ISREG
 from typing import Any, Literal
 
 from civit.api import Client
-from civit.config import Settings, expand_path, load_settings
+from civit.config import Settings, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError, worst_exit_code
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
@@ -33,6 +33,7 @@ from civit.manifest import Manifest, as_manifest
 from civit.mirrors import Mirror, open_mirror
 from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
+from civit.paths import expand_path
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import LockWaitCallback, RateLimit, fetch, target_lock

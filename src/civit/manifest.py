@@ -33,7 +33,7 @@ Manifest (``civit.toml``)::
     ignore = [4201]           # model ids never reported as outdated
 
 Paths (``root``, ``dest``, ``store``) expand ``~`` and environment variables and take
-``/`` or ``\\`` (:func:`civit.config.path_setting`); write Windows paths in single quotes.
+``/`` or ``\\`` (:func:`civit.paths.path_setting`); write Windows paths in single quotes.
 
 Lock (``civit.lock``): ``version``, ``manifest_hash`` and one ``[[file]]`` per entry, in
 manifest order, keys in a fixed order (see :class:`LockedFile`). ``manifest_hash`` is
@@ -63,12 +63,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from civit.config import expand_path, outdated_ignore, path_setting, toml_error_hint
+from civit.config import outdated_ignore, toml_error_hint
 from civit.errors import ManifestError, UsageError
 from civit.fsutil import read_regular_file
 from civit.layouts import LAYOUTS, safe_filename
 from civit.lockfile import toml_tables
 from civit.mirrors import check_mirror
+from civit.paths import expand_path, path_setting
 from civit.refs import Ref, parse_ref, redact_ref
 
 if sys.version_info >= (3, 11):

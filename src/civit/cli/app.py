@@ -230,7 +230,7 @@ class ExpandedPath(click.Path):
         if isinstance(value, (str, os.PathLike)) and not (
             self.literal_first and os.path.lexists(value)
         ):
-            from civit.config import expand_path
+            from civit.paths import expand_path
 
             value = expand_path(value)
         return super().convert(value, param, ctx)
