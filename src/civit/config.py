@@ -21,7 +21,7 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     ignore = [4201, 12345]   # model ids `civit outdated` never reports
 
 Paths (here, in ``CIVIT_ROOT``/``CIVIT_STORE``, in flags and in manifests) go through
-:func:`civit.paths.path_setting`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
+:mod:`civit.paths`: ``~``, ``%USERPROFILE%``, ``$HOME`` and ``${HOME}`` work on every
 platform, and so do ``/`` and ``\\``. In TOML, write Windows paths in single quotes
 (``root = 'C:\\Users\\me\\ComfyUI'``): inside double quotes a backslash starts an escape.
 """
