@@ -119,11 +119,7 @@ def cache_dir() -> Path:
     """civit's cache folder (hash cache, download locks): ``$CIVIT_CACHE_DIR`` or the
     platform's user cache folder."""
     override = os.environ.get("CIVIT_CACHE_DIR")
-    if not override:
-        return Path(platformdirs.user_cache_dir("civit"))
-    from civit.config import path_setting  # config reads files through this module
-
-    return path_setting(override)
+    return path_setting(override) if override else Path(platformdirs.user_cache_dir("civit"))
 
 
 def fsync_dir(folder: Path) -> None:
