@@ -133,11 +133,12 @@ def test_503_retried_then_network_error(client: Client, fake: FakeCivitai) -> No
     assert info.value.exit_code == 5
 
 
-def test_429_without_end_is_rate_limited(client: Client, fake: FakeCivitai) -> None:
+def test_429_without_end_is_throttling_not_the_daily_cap(client: Client, fake: FakeCivitai) -> None:
+    """Exit 6 is only for the download endpoint's daily cap (issue 11.5)."""
     fake.fail_api(429, times=10, retry_after="0")
-    with pytest.raises(RateLimitError) as info:
+    with pytest.raises(NetworkError, match="throttling") as info:
         client.get_model(7808)
-    assert info.value.exit_code == 6
+    assert info.value.exit_code == 5
 
 
 def test_other_4xx_are_not_retried(client: Client, fake: FakeCivitai) -> None:

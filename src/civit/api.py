@@ -408,12 +408,14 @@ class Client:
         if status == 429:
             if "cursor" in text.lower():
                 raise UsageError(f"{text} (page * limit must stay within 1000)", url=url)
+            # Throttling, not the daily download cap (exit 6 is only for that answer).
             wait = parse_retry_after(response.headers.get("retry-after"))
-            raise RateLimitError(
-                f"Civitai is rate limiting requests for {what}: {text}",
+            raise NetworkError(
+                f"Civitai kept throttling requests for {what} (HTTP 429) after "
+                f"{self.retry.attempts} tries: {text}",
                 url=url,
                 status=status,
-                hint=f"try again in {wait:.0f} s" if wait else "try again later",
+                hint=f"try again in {wait:.0f} s" if wait else "wait a few minutes and try again",
             )
         raise NetworkError(
             f"Civitai failed to answer {what}: HTTP {status} {text}",

@@ -440,7 +440,10 @@ class _Transfer:
                 self._refresh_url(url)
                 continue
             except Retryable as exc:
-                failures = 0 if segment.done > before else failures + 1
+                # A drop after real progress starts the count afresh; a trickle's few
+                # bytes do not, so a host that never gets faster ends the run.
+                progressed = segment.done - before >= self.min_rate * self.stall_timeout
+                failures = 0 if progressed else failures + 1
                 if failures >= MAX_FAILURES_WITHOUT_PROGRESS:
                     raise NetworkError(
                         f"download stopped making progress ({exc})",
@@ -721,10 +724,8 @@ class _Transfer:
         return probe
 
     def _check_probe(self, probe: Opened) -> None:
-        """What the first answer proves wrong before any byte is written: the size,
-        and an HTML page sent under a binary content type."""
-        if probe.total is not None:
-            self.check_size(probe.total)
+        """What the first answer proves wrong before any byte is written: an HTML page
+        sent under a binary content type, and the size."""
         response = probe.response
         if not response.chunked and (probe.end is None or probe.end > probe.start):
             with contextlib.suppress(OSError, ValueError):
@@ -733,6 +734,8 @@ class _Transfer:
                         "the storage host sent an HTML page instead of the file",
                         hint=HTML_HINT,
                     )
+        if probe.total is not None:
+            self.check_size(probe.total)
 
     def _open_file(self) -> PartFile:
         if self.file is None:
