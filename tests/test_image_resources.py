@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import civit
-from civit.image_metadata import read_image_metadata
+from civit.image_metadata import MAX_TEXT_BYTES, read_image_metadata
 from civit.image_resources import find_resources, infotext_parameters
 from civit.testing import FakeCivitai
 
@@ -294,3 +294,20 @@ def test_get_from_a_non_image_exits_2(civit_cli, tmp_path: Path) -> None:
     run = civit_cli("get", "--from", notes, "--dest", tmp_path)
     assert run.code == 2
     assert "is not a PNG, JPEG or WebP image, nor a JSON workflow" in run.err
+
+
+def test_hostile_metadata_is_an_error_or_nothing_never_a_crash(civit_cli, tmp_path: Path) -> None:
+    deep = "[" * 100_000
+    image = tmp_path / "deep.png"
+    image.write_bytes(
+        make_png(
+            text_chunk("workflow", deep), text_chunk("parameters", f"Steps: 1, Hashes: {deep}")
+        )
+    )
+    assert find_resources(read_image_metadata(image).texts) == []
+    (tmp_path / "deep.json").write_text(deep)
+    run = civit_cli("get", "--from", tmp_path / "deep.json", "--dest", tmp_path)
+    assert run.code == 2 and "nested too deeply" in run.err
+    bomb = tmp_path / "bomb.png"  # more text than civit reads, in a 33 KiB zTXt chunk
+    bomb.write_bytes(make_png(ztxt_chunk("parameters", "a" * (MAX_TEXT_BYTES + 1))))
+    assert read_image_metadata(bomb).texts == {}

@@ -35,7 +35,7 @@ from typing import BinaryIO, Literal
 
 from civit.errors import CivitError, UsageError
 
-__all__ = ["ImageMetadata", "decode_user_comment", "read_image_metadata"]
+__all__ = ["MAX_TEXT_BYTES", "ImageMetadata", "decode_user_comment", "read_image_metadata"]
 
 ImageKind = Literal["png", "jpeg", "webp", "json"]
 
@@ -225,9 +225,10 @@ def _json_texts(file: Path, stream: BinaryIO) -> dict[str, str]:
     try:
         text = data.decode("utf-8-sig")
         json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise UsageError(
-            f"{file} is not valid JSON ({exc})",
+            f"{file} is not valid JSON ({why})",
             hint="pass a ComfyUI workflow saved with Save (API) or Export, or an image",
         ) from exc
     return {"workflow": text}

@@ -328,7 +328,7 @@ def infotext_parameters(text: str) -> dict[str, object]:
             if line[position : position + 1] not in ('"', "[", "{"):
                 raise ValueError("not JSON")
             value, position = decoder.raw_decode(line, position)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be data
             comma = line.find(",", position)
             end = len(line) if comma < 0 else comma
             value, position = line[position:end].strip(), end
@@ -343,10 +343,9 @@ def _json_value(text: str) -> object | None:
     if text.lstrip()[:1] not in ("{", "["):
         return None
     try:
+        # Python's json also takes the NaN/Infinity ComfyUI writes for unset widgets.
         document: object = json.loads(text)
-    except ValueError:
-        # ComfyUI writes NaN/Infinity for unset widget values, which strict JSON lacks
-        # but Python's json accepts; anything else is not JSON.
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to be a workflow
         return None
     return document
 
