@@ -113,7 +113,7 @@ def test_freeze_comfyui_then_install_frozen_elsewhere_reproduces_it(
 
 
 def test_freeze_a1111_folder_finds_the_root_above_it(
-    fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    civit_cli, fake: FakeCivitai, tmp_path: Path
 ) -> None:
     webui = tmp_path / "stable-diffusion-webui"
     (webui / "webui.py").parent.mkdir(parents=True)
@@ -122,7 +122,6 @@ def test_freeze_a1111_folder_finds_the_root_above_it(
     put(fake, webui / "models" / "Lora" / "old" / "shifter.safetensors", 4001011)
     unknown(webui / "models" / "Lora" / "mine.safetensors")
     put(fake, webui / "models" / "Stable-diffusion" / "other.safetensors", 2300101)
-    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
     with civit.Client(base_url=fake.url, token=fake.token) as client:
         result = civit.freeze(
             webui / "models" / "Lora", manifest=tmp_path / "loras.toml", client=client
@@ -141,6 +140,18 @@ def test_freeze_a1111_folder_finds_the_root_above_it(
         ]
         # The manifest resolves to the same lock through the API, as `civit lock` would.
         assert civit.lock(tmp_path / "loras.toml", upgrade=True, client=client) == lock
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("loras.toml", "loras.lock"):
+        shutil.copy(tmp_path / name, elsewhere / name)
+    installed = civit_cli("install", "--frozen", "-f", elsewhere / "loras.toml")
+    assert installed.code == 0, installed.err
+    lora_folder = elsewhere / "stable-diffusion-webui" / "models" / "Lora"
+    assert relative_files(lora_folder) == {
+        "add-detail-xl.safetensors": fake.file(3000001).content,
+        "old/shifter.safetensors": fake.file(4001011).content,  # renamed, in a subfolder
+    }
 
 
 def test_freeze_a_plain_folder_is_flat_and_skips_what_it_cannot_pin(
