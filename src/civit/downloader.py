@@ -36,6 +36,7 @@ from civit.layouts import (
     safetensors_names,
 )
 from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
+from civit.partfile import interrupted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import check_scans, code_warning
@@ -382,22 +383,25 @@ def download(
                 return unused_link.pop()
             return api.resolve_download(version_id, file_id=file.id, what=file.name).url
 
-        fetched = fetch(
-            resolve,
-            target,
-            expected=file.hashes,
-            file_key=f"civitai:{version_id}:{file.id}",
-            size_hint=file.approx_bytes,
-            connections=connections,
-            verify=verify,
-            stall_timeout=stall_timeout,
-            progress=progress,
-            retry_base=retry_base,
-            cache=hashes,
-            proxies=api.proxies,
-            limit_rate=limit_rate,
-            deadline=deadline,
-        )
+        try:
+            fetched = fetch(
+                resolve,
+                target,
+                expected=file.hashes,
+                file_key=f"civitai:{version_id}:{file.id}",
+                size_hint=file.approx_bytes,
+                connections=connections,
+                verify=verify,
+                stall_timeout=stall_timeout,
+                progress=progress,
+                retry_base=retry_base,
+                cache=hashes,
+                proxies=api.proxies,
+                limit_rate=limit_rate,
+                deadline=deadline,
+            )
+        except KeyboardInterrupt as exc:
+            raise interrupted([target]) from exc
     warnings = (code_warning(file), long_path_warning(target))
     return DownloadResult(
         path=target,

@@ -41,6 +41,7 @@ __all__ = [
     "EarlyAccessError",
     "FileConflictError",
     "IntegrityError",
+    "Interrupted",
     "ManifestError",
     "NetworkError",
     "NotDownloadableError",
@@ -226,6 +227,22 @@ class FileConflictError(CivitError):
         self.path = path
         self.sha256 = sha256
         self.wanted = wanted
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a download; ``kept`` lists what it leaves to resume from.
+
+    A :class:`KeyboardInterrupt` (so ``except KeyboardInterrupt`` still catches it),
+    not a :class:`CivitError`. ``kept`` holds ``(part_path, bytes)`` for each
+    ``.part`` file whose saved state says it holds bytes; running the same download
+    again continues from there.
+    """
+
+    exit_code = INTERRUPTED_EXIT_CODE
+
+    def __init__(self, kept: tuple[tuple[str, int], ...] = ()) -> None:
+        super().__init__("interrupted")
+        self.kept = kept
 
 
 class ResponseError(CivitError):

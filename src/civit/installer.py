@@ -33,6 +33,7 @@ from civit.manifest import Manifest, as_manifest
 from civit.mirrors import Mirror, open_mirror
 from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
+from civit.partfile import interrupted
 from civit.paths import expand_path
 from civit.resolution import LazyClient, resolve_lock
 from civit.store import LinkOutcome, Store, link_or_copy
@@ -170,10 +171,18 @@ class _Progress:
 
         return update
 
-    def finish(self, key: int) -> None:
-        """Count a file as complete (also when it failed or came from the store)."""
+    def finish(self, key: int, *, completed: bool) -> None:
+        """A file's job ended: complete (fetched, linked from the store) counts all its
+        bytes; failed counts only those that arrived, and expects no more of it.
+
+        An interrupted job is not finished at all, so after Ctrl-C the total shows the
+        bytes that really arrived.
+        """
         with self.lock:
-            self.done[key] = self.totals.get(key, 0)
+            if completed:
+                self.done[key] = self.totals.get(key, 0)
+            else:
+                self.totals[key] = self.done.setdefault(key, 0)
             overall = sum(self.done.values()), sum(self.totals.values())
         if self.callback is not None:
             self.callback(*overall)
@@ -232,6 +241,7 @@ class _Installer:
         self.stall_timeout = stall_timeout
         self.retry_base = retry_base
         self.progress = progress
+        self.fetching: list[Path] = []  # every .part target started, for Ctrl-C's report
         self.overwrite = overwrite
         self.known = known
         self.placed = placed
@@ -298,8 +308,7 @@ class _Installer:
         except OSError as exc:
             failure = CivitError(f"{target}: {exc.strerror or exc}")
             result = dataclasses.replace(base, failure=failure)
-        finally:
-            self.progress.finish(key)
+        self.progress.finish(key, completed=result.failure is None)
         return dataclasses.replace(result, seconds=time.monotonic() - started)
 
     def _check_replaceable(self, locked: LockedFile, target: Path) -> None:
@@ -403,6 +412,7 @@ class _Installer:
             if source == "mirror"
             else f"civitai:{locked.version_id}:{locked.file_id}"
         )
+        self.fetching.append(target)
         fetched = fetch(
             resolve,
             target,
@@ -661,6 +671,10 @@ def _install_all(
                     results[futures[future]] = finished
                     if on_result is not None:
                         on_result(finished)
+            except KeyboardInterrupt as exc:
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise interrupted(installer.fetching) from exc
             except BaseException:
                 stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -28,12 +28,12 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from civit.errors import CivitError, DiskSpaceError
+from civit.errors import CivitError, DiskSpaceError, Interrupted
 from civit.fsutil import human_bytes
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "ReadAt",
     "Segment",
     "WriteAt",
+    "interrupted",
+    "kept_bytes",
     "positional_io_available",
     "reject_unusual_file",
 ]
@@ -136,6 +138,27 @@ class PartState:
         if position < self.size:
             ranges.append((position, self.size))
         return [(a, b) for a, b in ranges if b > a]
+
+
+def kept_bytes(target: Path) -> tuple[Path, int] | None:
+    """The ``.part`` a stopped download of ``target`` left, and how many bytes of it
+    are good, or ``None`` when there is nothing to resume.
+
+    The count comes from ``.part.json``, not from the ``.part``'s size: the ``.part``
+    is preallocated to the whole file's size before the first byte arrives.
+    """
+    state = PartState.load(target.with_name(target.name + ".part.json"))
+    part = target.with_name(target.name + ".part")
+    if state is None or state.bytes_present <= 0 or not part.is_file():
+        return None
+    return part, state.bytes_present
+
+
+def interrupted(targets: Iterable[Path]) -> Interrupted:
+    """The :class:`~civit.errors.Interrupted` to raise when Ctrl-C stopped downloads of
+    ``targets``: it names what each one kept to resume from."""
+    found = (kept_bytes(target) for target in dict.fromkeys(targets))
+    return Interrupted(tuple((str(kept[0]), kept[1]) for kept in found if kept is not None))
 
 
 def _is_int(value: object) -> bool:

@@ -23,7 +23,8 @@ import click
 
 from civit.cli.app import App, cli
 from civit.cli.output import echo_json, prepare_console, say
-from civit.errors import INTERRUPTED_EXIT_CODE, CivitError
+from civit.errors import INTERRUPTED_EXIT_CODE, CivitError, Interrupted
+from civit.fsutil import human_bytes
 
 __all__ = ["cli", "main"]
 
@@ -45,15 +46,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(app, args, exc.format_message(), exc.exit_code, _usage_hint(exc), shown=True)
     except CivitError as exc:
         _fail(app, args, exc.message, exc.exit_code, exc.hint, trace=True)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        _fail(app, args, "interrupted", INTERRUPTED_EXIT_CODE, RESUME_HINT)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:
+        # click turns Ctrl-C into Abort; the download's Interrupted is its cause.
+        interrupt = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        kept = interrupt.kept if isinstance(interrupt, Interrupted) else ()
+        hint = _resume_hint(kept) if kept else None
+        human = "civit: interrupted" + (f"; {hint}" if hint else "")
+        _fail(app, args, "interrupted", INTERRUPTED_EXIT_CODE, hint, human=human)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         message = f"internal error: {type(exc).__name__}: {exc}"
         _fail(app, args, message, 1, "run again with --verbose", trace=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-RESUME_HINT = "run the same command again to resume"
+def _resume_hint(kept: Sequence[tuple[str, int]]) -> str:
+    """``run the same command again to resume (12.50 MiB kept in x.part)``."""
+    parts = [f"{human_bytes(count)} kept in {path}" for path, count in kept]
+    return f"run the same command again to resume ({'; '.join(parts)})"
 
 
 def _usage_hint(error: click.ClickException) -> str | None:
@@ -71,12 +80,17 @@ def _fail(
     *,
     shown: bool = False,
     trace: bool = False,
+    human: str | None = None,
 ) -> NoReturn:
-    """Report a failure the one way every command does, and exit with ``exit_code``."""
+    """Report a failure the one way every command does, and exit with ``exit_code``.
+
+    ``shown``: the human line is already out (click's usage text); ``human``: say this
+    line instead of ``civit: error: MESSAGE (HINT)``.
+    """
     if trace and (app.verbose or _given(args, "-v", "--verbose")):
         traceback.print_exc()
     if not shown:
-        say(f"civit: error: {message}" + (f" ({hint})" if hint else ""))
+        say(human or (f"civit: error: {message}" + (f" ({hint})" if hint else "")))
     if app.json or _given(args, "--json"):
         echo_json({"error": {"message": message, "exit_code": exit_code, "hint": hint}})
     sys.exit(exit_code)

@@ -173,7 +173,7 @@ def get(
         "limit_rate": limit_rate,
         "deadline": deadline,
         "lock_timeout": lock_timeout,
-        "on_lock_wait": lock_wait_notice,
+        "on_lock_wait": lock_wait_notice(progress),
     }
     if from_images:
         if name is not None or all_versions or all_files:

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from civit.cli.output import say
-from civit.transfer import parse_rate
+from civit.cli.progress import Progress
+from civit.transfer import LockWaitCallback, parse_rate
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -52,6 +52,14 @@ def limit_options(function: _F) -> _F:
     return function
 
 
-def lock_wait_notice(target: Path, pid: int | None) -> None:
-    """Say, on stderr (on a terminal or not), whom a download is waiting for."""
-    say(f"waiting for another civit on {target}" + (f" (pid {pid})" if pid else ""))
+def lock_wait_notice(progress: Progress) -> LockWaitCallback:
+    """The ``on_lock_wait`` callback: say on stderr whom a download is waiting for, above
+    the bars on a terminal, as a plain line in a log (even with --quiet: a silent wait
+    looks like a hang)."""
+
+    def notice(target: Path, pid: int | None) -> None:
+        progress.message(
+            f"waiting for another civit on {target}" + (f" (pid {pid})" if pid else "")
+        )
+
+    return notice

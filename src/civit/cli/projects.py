@@ -212,7 +212,7 @@ def install_command(
             limit_rate=limit_rate,
             deadline=deadline,
             lock_timeout=lock_timeout,
-            on_lock_wait=lock_wait_notice,
+            on_lock_wait=lock_wait_notice(progress),
         )
     finally:
         progress.close()
