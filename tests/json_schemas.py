@@ -165,6 +165,8 @@ GET_RESULT = {
     "file_id": NUMBER,
     "warnings": [str],
     "notes": [str],
+    "layout": TEXT,
+    "sidecars": [str],
     "error": None,
 }
 GET_FAILURE = {"ref": str, "error": ERROR}
@@ -228,8 +230,10 @@ IDENTIFIED = {
     "version_name": TEXT,
     "model_type": TEXT,
     "base_model": TEXT,
+    "source": (Enum("civitai", "sidecar"), None),
+    "sidecars": [str],
+    "notes": [str],
     "error": (ERROR, None),
-    "info?": str,
 }
 
 CHECKED = {
@@ -274,6 +278,8 @@ INSTALLED = {
     "file_id": NUMBER,
     "link": (Enum("present", "linked", "copied"), None),
     "mirror_error": TEXT,
+    "sidecars": [str],
+    "notes": [str],
     "error": (ERROR, None),
 }
 

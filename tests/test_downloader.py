@@ -365,7 +365,7 @@ def test_progress_reports_reach_the_total(client: Client, tmp_path: Path) -> Non
 
 def test_info_sidecar_holds_the_version_record(client: Client, tmp_path: Path) -> None:
     result = get("328553", client=client, dest=tmp_path, write_info=True, **FAST_ENGINE)
-    sidecar = result.path.with_name(result.path.name + ".civitai.info")
+    sidecar = result.path.with_name("add-detail-xl.civitai.info")
     document = json.loads(sidecar.read_text())
     assert document["id"] == 368189
     assert document["modelId"] == 328553

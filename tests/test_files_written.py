@@ -58,7 +58,8 @@ def test_everything_get_lock_and_install_write_is_0644(civit_cli, tmp_path: Path
     assert installed.code == 0, installed.err
     written = [
         tmp_path / "get" / "add-detail-xl.safetensors",
-        tmp_path / "get" / "add-detail-xl.safetensors.civitai.info",
+        tmp_path / "get" / "add-detail-xl.civitai.info",
+        tmp_path / "get" / "add-detail-xl.preview.png",
         tmp_path / "civit.lock",
         tmp_path / "m" / "add-detail-xl.safetensors",
         report,

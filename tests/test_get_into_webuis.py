@@ -245,3 +245,27 @@ def test_cli_prints_what_it_detected_and_why(civit_cli, tmp_path: Path) -> None:
     ) in run.err
     assert "diffusion-model folder instead of the checkpoint one" in run.err
     assert (root / "ComfyUI/models/diffusion_models/fluxDevUnet-Q4_K_S.gguf").is_file()
+
+
+def test_subfolder_templates(client: Client, tmp_path: Path) -> None:
+    root = install(tmp_path, "a1111")
+    lora = get("328553", client=client, root=root, subfolder="{base_model}", **FAST_ENGINE)
+    assert lora.path == root / "models/Lora/SDXL 1.0/add-detail-xl.safetensors"
+    ckpt = get("827184", client=client, root=root, subfolder="{creator}/{type}", **FAST_ENGINE)
+    assert ckpt.path == root / "models/Stable-diffusion/WAI0731/Checkpoint" / ckpt.path.name
+    plain = get("7808", client=client, dest=tmp_path / "d", subfolder="{model_name}", **FAST_ENGINE)
+    assert plain.path == tmp_path / "d/EasyNegative/easynegative.safetensors"
+    with pytest.raises(UsageError, match="unknown placeholder"):
+        get("7808", client=client, dest=tmp_path, subfolder="{version}", **FAST_ENGINE)
+
+
+def test_cli_subfolder_and_manifest_errors(civit_cli, tmp_path: Path) -> None:
+    root = install(tmp_path / "webui", "comfyui")
+    run = civit_cli("get", "328553", "--root", root, "--subfolder", "{base_model}")
+    assert run.code == 0, run.err
+    assert (root / "models/loras/SDXL 1.0/add-detail-xl.safetensors").is_file()
+    assert civit_cli("get", "328553", "--root", root, "--subfolder", "../x").code == 2
+    manifest = tmp_path / "civit.toml"
+    manifest.write_text('[settings]\nroot = "webui"\nsubfolder = "{nope}"\n[[model]]\nref = "1"\n')
+    bad = civit_cli("lock", "-f", manifest)
+    assert bad.code == 2 and "civit.toml:1: [settings]: bad subfolder template" in bad.err

@@ -197,14 +197,14 @@ def test_identify_write_info_sidecars_are_version_records(
 ) -> None:
     run = civit_cli("identify", folder, "--write-info")
     assert run.code == 0
-    sidecar = folder / "loras" / "detail.safetensors.civitai.info"
+    sidecar = folder / "loras" / "detail.civitai.info"
     record = json.loads(sidecar.read_text())
     assert (record["id"], record["modelId"]) == (368189, 328553)
     assert record["files"][0]["hashes"]["SHA256"] == fake.file(DETAIL).sha256
     parsed = civit.Version.from_json(record)
     assert parsed is not None and parsed.model_name == "Detail Tweaker XL"
-    assert not (folder / "mystery.ckpt.civitai.info").exists()
-    assert not (folder / "damaged.safetensors.civitai.info").exists()
+    assert not (folder / "mystery.civitai.info").exists()
+    assert not (folder / "damaged.civitai.info").exists()
 
 
 def test_identify_waits_out_a_429_with_retry_after(civit_cli, fake: FakeCivitai, folder) -> None:

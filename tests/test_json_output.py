@@ -70,7 +70,7 @@ def test_hash_identify_verify(civit_cli, fake: FakeCivitai, tmp_path: Path) -> N
     assert bad["error"]["exit_code"] == 1 and bad["size_bytes"] is None
     identified = civit_cli("identify", tmp_path, "--json", "--write-info")
     (known,) = document_of(identified, "identify")
-    assert known["model_type"] == "LORA" and known["info"].endswith(".civitai.info")
+    assert known["model_type"] == "LORA" and known["sidecars"][0].endswith(".civitai.info")
     (checked,) = document_of(civit_cli("verify", model, "--json"), "verify")
     assert checked["status"] == "ok"
 

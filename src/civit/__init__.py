@@ -29,7 +29,7 @@ if typing.TYPE_CHECKING:
         download,
         get,
         plan_target,
-        write_info_sidecar,
+        write_download_sidecars,
     )
     from civit.errors import (
         AuthError,
@@ -75,6 +75,7 @@ if typing.TYPE_CHECKING:
     from civit.refs import Ref, parse_ref
     from civit.resolution import lock
     from civit.select import Selection, explain_selection, newest_version, select_file
+    from civit.sidecars import sidecar_version, write_sidecars
     from civit.updates import UpdateCheck, outdated
 
 #: Where each public name lives, for :func:`__getattr__`.
@@ -89,7 +90,9 @@ _EXPORTS = {
     "download": "civit.downloader",
     "get": "civit.downloader",
     "plan_target": "civit.downloader",
-    "write_info_sidecar": "civit.downloader",
+    "write_download_sidecars": "civit.downloader",
+    "sidecar_version": "civit.sidecars",
+    "write_sidecars": "civit.sidecars",
     "AuthError": "civit.errors",
     "CivitError": "civit.errors",
     "DiskSpaceError": "civit.errors",
@@ -229,10 +232,12 @@ __all__ = [
     "resources_from_image",
     "safe_filename",
     "select_file",
+    "sidecar_version",
     "verify",
     "verify_files",
-    "write_info_sidecar",
+    "write_download_sidecars",
     "write_manifest",
+    "write_sidecars",
 ]
 
 

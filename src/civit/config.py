@@ -16,6 +16,9 @@ The config file is TOML at ``$CIVIT_CONFIG`` or the platform's user config folde
     mirror = "http://cache.local/{sha256}"
     store = "~/models-store"
     allow_unscanned = false  # accept files Civitai's scans have not passed
+    info = true              # write the sidecars the WebUI reads (.civitai.info, card, preview)
+    preview_nsfw = "pg13"    # the most explicit preview image: pg, pg13, r, x, xxx or none
+    subfolder = "{base_model}"  # below the type folder: {base_model} {creator} {model_name} {type}
 
     [outdated]
     ignore = [4201, 12345]   # model ids `civit outdated` never reports
@@ -39,7 +42,9 @@ import platformdirs
 
 from civit.errors import UsageError, redact_url
 from civit.fsutil import read_regular_file
+from civit.layouts import check_subfolder
 from civit.paths import WINDOWS_PATH_HINT, expand_path, path_setting
+from civit.records import preview_level
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,6 +97,9 @@ class Settings:
     mirror: str | None = None
     store: Path | None = None
     allow_unscanned: bool = False
+    info: bool = False
+    preview_nsfw: str = "pg13"
+    subfolder: str | None = None
     outdated_ignore: tuple[int, ...] = ()
     proxy: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -155,6 +163,11 @@ def _flag(value: object) -> bool:
     raise ValueError(f"not a yes/no value: {value!r}")
 
 
+def _preview_nsfw(value: object) -> str:
+    preview_level(value if isinstance(value, (str, int)) else str(value))
+    return str(value).strip().lower()
+
+
 _CONVERTERS: dict[str, Any] = {
     "base_url": lambda v: str(v).rstrip("/"),
     "token": lambda v: str(v).strip() or None,
@@ -168,6 +181,9 @@ _CONVERTERS: dict[str, Any] = {
     "mirror": str,
     "store": path_setting,
     "allow_unscanned": _flag,
+    "info": _flag,
+    "preview_nsfw": _preview_nsfw,
+    "subfolder": lambda v: check_subfolder(str(v)) or None,
     "outdated_ignore": tuple,  # from the [outdated] table (see _read_file)
     "proxy": lambda v: str(v).strip() or None,
 }

@@ -7,29 +7,30 @@ the file and downloads it. The bytes move through :func:`civit.transfer.fetch`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from civit.api import Client
 from civit.bulk import choose_files
 from civit.errors import CivitError, IntegrityError, NotFoundError, UsageError
-from civit.fsutil import atomic_write, make_folder
+from civit.fsutil import make_folder
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
 from civit.layouts import (
     Destination,
     Detection,
     LayoutChoice,
+    LayoutName,
     destination,
     diffusion_only,
     path_inside,
     prepare_folder,
+    render_subfolder,
     resolve_layout,
     route,
     safe_filename,
@@ -40,6 +41,7 @@ from civit.partfile import interrupted
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import check_scans, code_warning
+from civit.sidecars import write_for_layout
 from civit.transfer import LockWaitCallback, digests_to_compute, fetch, target_lock
 
 __all__ = [
@@ -49,7 +51,8 @@ __all__ = [
     "get",
     "long_path_warning",
     "plan_target",
-    "write_info_sidecar",
+    "subfolder_for",
+    "write_download_sidecars",
 ]
 
 # Windows' MAX_PATH is 260 with the terminating NUL; .part.json adds 10 characters, and
@@ -73,7 +76,9 @@ class DownloadResult:
     ``verified`` names the digests compared with the record; ``bytes_transferred`` is
     what crossed the network this run; ``resumed_from`` what a previous run left;
     ``warnings`` one-line notes for the user (a pickle file, a path near Windows' limit);
-    ``notes`` how the folder was chosen (a configured folder, a routing decision).
+    ``notes`` how the folder was chosen (a configured folder, a routing decision) and
+    sidecars not written; ``layout`` the WebUI layout it went into (``None`` for a plain
+    folder); ``sidecars`` the files written beside it (see :func:`write_download_sidecars`).
     """
 
     path: Path
@@ -87,6 +92,8 @@ class DownloadResult:
     file_id: int | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    layout: LayoutName | None = None
+    sidecars: tuple[Path, ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -106,6 +113,8 @@ class DownloadResult:
             "file_id": self.file_id,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            "layout": self.layout,
+            "sidecars": [str(path) for path in self.sidecars],
         }
 
 
@@ -127,6 +136,11 @@ class Placement:
     def notes(self) -> tuple[str, ...]:
         """Configured folders used and routing decisions worth a line of output."""
         return self.destination.notes if self.destination is not None else ()
+
+    @property
+    def layout(self) -> LayoutName | None:
+        """The layout of the install it goes into (``None`` for a plain folder)."""
+        return self.detection.layout if self.detection is not None else None
 
     def prepare(self) -> None:
         """Create the folder (a configured one only if its parent exists).
@@ -225,12 +239,74 @@ def long_path_warning(path: Path, *, platform: str | None = None) -> str | None:
     )
 
 
-def write_info_sidecar(model_path: Path, version: Version) -> Path:
-    """Write ``<model>.civitai.info`` (the version record, as A1111 extensions read it)."""
-    sidecar = model_path.with_name(model_path.name + ".civitai.info")
-    document = dict(version.raw) or {"id": version.id, "name": version.name}
-    atomic_write(sidecar, json.dumps(document, indent=2, ensure_ascii=False).encode())
-    return sidecar
+def subfolder_for(
+    template: str | None, version: Version, *, client: Client
+) -> PurePosixPath | None:
+    """Fill a ``--subfolder`` template for a file of ``version``.
+
+    ``{creator}`` needs the model record (one API call, only when it is used).
+
+    Args:
+        template: e.g. ``{base_model}``; ``None`` or empty for no subfolder.
+        version: the version the file belongs to.
+        client: fetches the model record for ``{creator}``.
+
+    Returns:
+        The relative folder, or ``None``.
+
+    Raises:
+        UsageError: a bad template. CivitError: the model record cannot be fetched.
+    """
+    if not template:
+        return None
+    creator = None
+    if "{creator}" in template and version.model_id is not None:
+        creator = client.get_model(version.model_id).creator
+    values = {
+        "base_model": version.base_model,
+        "creator": creator,
+        "model_name": version.model_name,
+        "type": version.model_type,
+    }
+    return render_subfolder(template, values)
+
+
+def write_download_sidecars(
+    result: DownloadResult,
+    version: Version,
+    *,
+    client: Client,
+    preview_nsfw: str | int | None = "pg13",
+) -> DownloadResult:
+    """Write the sidecars the result's WebUI reads beside it (see
+    :func:`civit.sidecars.write_sidecars`): ``.civitai.info``, the layout's card
+    metadata, a preview.
+
+    The model record is fetched for layouts whose card needs it; if that fails, the
+    card is skipped with a note and the rest is written.
+
+    Args:
+        result: a download's result (its ``layout`` picks the card).
+        version: the file's version record, as fetched with ``full=True``.
+        client: fetches the model record and the preview (never sending the token to
+            the image host).
+        preview_nsfw: the highest image level for a preview, or ``none``.
+
+    Returns:
+        ``result`` with ``sidecars`` set and the sidecars' notes added.
+
+    Raises:
+        CivitError: a sidecar cannot be written. UsageError: a bad ``preview_nsfw``.
+    """
+    written = write_for_layout(
+        result.path,
+        version,
+        layout=result.layout,
+        client=client,
+        sha256=result.sha256,
+        preview_nsfw=preview_nsfw,
+    )
+    return replace(result, sidecars=written.written, notes=(*result.notes, *written.notes))
 
 
 def _present(target: Path, file: File, cache: HashCache, verify: bool) -> dict[str, str] | None:
@@ -359,6 +435,7 @@ def download(
                 seconds=time.monotonic() - started,
                 file_id=file.id,
                 notes=placement.notes,
+                layout=placement.layout,
             )
         check_scans(file, allow_unscanned=allow_unscanned)
         if file.version_id is None:
@@ -415,6 +492,7 @@ def download(
         file_id=file.id,
         warnings=tuple(w for w in warnings if w),
         notes=placement.notes,
+        layout=placement.layout,
     )
 
 
@@ -497,7 +575,9 @@ def get(
     layout: LayoutChoice = "auto",
     dest: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    subfolder: str | None = None,
     write_info: bool = False,
+    preview_nsfw: str | int | None = "pg13",
     connections: int | None = None,
     verify: bool = True,
     stall_timeout: float = 30.0,
@@ -528,7 +608,12 @@ def get(
         layout: the folder scheme under ``root``; ``auto`` detects it.
         dest: a plain destination folder (overrides ``root``).
         name: file name to save as (default: the record's, made safe).
-        write_info: also write ``<file>.civitai.info`` beside the model.
+        subfolder: a folder template below the type folder, with ``{base_model}``,
+            ``{creator}``, ``{model_name}`` and ``{type}``, e.g. ``{base_model}``.
+        write_info: also write the sidecars the WebUI reads (``<stem>.civitai.info``,
+            its card metadata, a preview; see :func:`write_download_sidecars`).
+        preview_nsfw: the highest image level for the preview (``pg``, ``pg13``,
+            ``r``, ``x``, ``xxx``), or ``none`` for no preview.
         connections: parallel connections (default: by size).
         verify: compare digests with the record (default on).
         stall_timeout: seconds without a byte before reconnecting.
@@ -561,6 +646,7 @@ def get(
             layout=layout,
             dest=dest,
             name=name,
+            subfolder=subfolder_for(subfolder, version, client=api),
             client=api,
             connections=connections,
             verify=verify,
@@ -575,6 +661,6 @@ def get(
             lock_timeout=lock_timeout,
             on_lock_wait=on_lock_wait,
         )
-    if write_info:
-        write_info_sidecar(result.path, version)
+        if write_info:
+            result = write_download_sidecars(result, version, client=api, preview_nsfw=preview_nsfw)
     return result

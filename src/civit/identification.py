@@ -6,18 +6,26 @@ Identify (:func:`identify_files`)::
                                        every file at once         per distinct version,
                                        (10,000 per request)       four at a time
 
+A file whose ``.civitai.info`` lists its SHA256 is known from that record, without a
+lookup. :func:`write_identified_sidecars` then writes the sidecars each file's WebUI
+reads (``civit identify --write-info``, like Civitai Helper's "Scan models").
+
 Verify (:func:`verify_files`): each file is compared with the first of these that
 speaks for it:
 
 1. its ``[[file]]`` entry in a ``civit.lock`` (when a lock is given; no network at all);
 2. its own name, for a content-addressed store entry (``…/sha256/ab/ab12…``);
-3. Civitai (without a lock): a SHA256 that some Civitai file has is ``ok``;
-4. the ``<file>.civitai.info`` sidecar beside it, whose ``files[]`` entry of the same
-   name holds the expected SHA256.
+3. the ``<stem>.civitai.info`` sidecar beside it (or the older
+   ``<file>.<ext>.civitai.info``; see :func:`civit.sidecars.sidecar_version`), whose
+   version lists the file's hashes: no network at all;
+4. Civitai (without a lock): a SHA256 that some Civitai file has is ``ok``.
 
 A file none of them speaks for is ``unknown``. A damaged file with neither a lock
 entry, a store name nor a sidecar cannot be told apart from a file Civitai has never
-seen: both are ``unknown``, never ``mismatch``.
+seen: both are ``unknown``, never ``mismatch``. A file that differs from its sidecar
+is a ``mismatch``, unless Civitai knows its bytes (then the sidecar was left from
+another file); that question is asked only for such files, and if it cannot be
+asked the mismatch stands.
 
 Hashing goes through :class:`civit.hashing.HashCache` when one is given, so unchanged
 files are not read again. Nothing here prints; progress is a ``(done, total)`` byte
@@ -26,21 +34,21 @@ callback.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from civit.api import Client, using_client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
-from civit.fsutil import read_regular_file
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file, iter_model_files
+from civit.layouts import Detection, find_layout_above
 from civit.lockfile import FIX_LOCK, load_lock
-from civit.records import Hashes, HashMatch, Version
+from civit.records import Hashes, HashMatch, Model, Version
+from civit.sidecars import INFO_SUFFIX, sidecar_version, write_for_layout
 from civit.store import expected_from_store_path
 
 __all__ = [
@@ -51,11 +59,11 @@ __all__ = [
     "model_files",
     "verify",
     "verify_files",
+    "write_identified_sidecars",
 ]
 
 # Concurrent version lookups: enough to hide latency, few enough to stay polite.
 MAX_LOOKUPS = 4
-SIDECAR_SUFFIX = ".civitai.info"
 
 PathLike = str | os.PathLike[str]
 
@@ -129,6 +137,10 @@ class Identification:
         model_id: the model's id, when known.
         version_id: the version's id, when known.
         error: why the file could not be read.
+        source: what said it is known: ``civitai`` (the by-hash lookup) or ``sidecar``
+            (its ``.civitai.info`` lists its SHA256).
+        sidecars: the sidecars :func:`write_identified_sidecars` wrote beside it.
+        notes: what that left out, and why.
     """
 
     path: Path
@@ -138,6 +150,9 @@ class Identification:
     model_id: int | None = None
     version_id: int | None = None
     error: CivitError | None = None
+    source: Literal["civitai", "sidecar"] | None = None
+    sidecars: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def url(self) -> str | None:
@@ -160,6 +175,9 @@ class Identification:
             "version_name": version.name if version else None,
             "model_type": version.model_type if version else None,
             "base_model": version.base_model if version else None,
+            "source": self.source,
+            "sidecars": [str(path) for path in self.sidecars],
+            "notes": list(self.notes),
             "error": self.error.as_json() if self.error else None,
         }
 
@@ -244,7 +262,12 @@ def _identify(
         else:
             hashed.append((path, digests["sha256"]))
         counter.next_file()
-    sha256s = [digest for _, digest in hashed if isinstance(digest, str)]
+    recorded: dict[Path, Version] = {}
+    for path, digest in hashed:
+        version = sidecar_version(path) if isinstance(digest, str) else None
+        if version is not None and isinstance(digest, str) and version.file_with_hash(digest):
+            recorded[path] = version
+    sha256s = [d for path, d in hashed if isinstance(d, str) and path not in recorded]
     matches: dict[str, HashMatch] = {}
     versions: dict[int, Version | None] = {}
     if sha256s:
@@ -256,14 +279,72 @@ def _identify(
     for path, digest in hashed:
         if isinstance(digest, CivitError):
             results.append(Identification(path, "error", error=digest))
+        elif (known := recorded.get(path)) is not None:
+            results.append(
+                Identification(
+                    path, "known", digest, known, known.model_id, known.id, source="sidecar"
+                )
+            )
         elif (found := matches.get(digest)) is None:
             results.append(Identification(path, "unknown", sha256=digest))
         else:
             version = versions.get(found.version_id)
             model_id = found.model_id or (version.model_id if version else None)
             results.append(
-                Identification(path, "known", digest, version, model_id, found.version_id)
+                Identification(
+                    path, "known", digest, version, model_id, found.version_id, source="civitai"
+                )
             )
+    return results
+
+
+def write_identified_sidecars(
+    found: Sequence[Identification],
+    *,
+    client: Client | None = None,
+    preview_nsfw: str | int | None = "pg13",
+) -> list[Identification]:
+    """Write the sidecars each identified file's WebUI reads (``identify --write-info``).
+
+    The WebUI is the nearest install above each file
+    (:func:`civit.layouts.find_layout_above`); outside one, only ``.civitai.info``
+    and the preview are written. Model records (for SD.Next's ``.json``, A1111's card
+    description, Stability Matrix's ``.cm-info.json``) are fetched once per model.
+    See :func:`civit.sidecars.write_sidecars` for what each sidecar holds.
+
+    Args:
+        found: from :func:`identify_files` (only ``known`` files with a version are
+            written for; the others are returned as they are).
+        client: API client for model records and previews; one is made from the
+            environment when omitted.
+        preview_nsfw: the highest image level for previews, or ``none``.
+
+    Returns:
+        ``found``, with ``sidecars`` and ``notes`` set on the files written for.
+
+    Raises:
+        CivitError: a sidecar cannot be written. UsageError: a bad ``preview_nsfw``.
+    """
+    installs: dict[Path, Detection | None] = {}
+    models: dict[int, Model | str] = {}
+    results: list[Identification] = []
+    with using_client(client) as api:
+        for item in found:
+            version = item.version
+            if item.status != "known" or version is None:
+                results.append(item)
+                continue
+            install = find_layout_above(item.path, seen=installs)
+            written = write_for_layout(
+                item.path,
+                version,
+                layout=install.layout if install is not None else None,
+                client=api,
+                sha256=item.sha256,
+                preview_nsfw=preview_nsfw,
+                models=models,
+            )
+            results.append(replace(item, sidecars=written.written, notes=written.notes))
     return results
 
 
@@ -440,12 +521,14 @@ def verify_files(
     counter = _Bytes(progress, files)
     results: dict[Path, FileCheck] = {}
     unexplained: dict[Path, dict[str, str]] = {}
+    # Sidecar mismatches: damage, or a sidecar left from another file (Civitai decides).
+    doubtful: dict[Path, FileCheck] = {}
     with opened_cache(cache) as hashes:
         for path in files:
             expected = by_target.get(path.resolve()) or _from_store_name(path)
-            algorithms = (
-                ("sha256", "blake3") if expected and expected.hashes.blake3 else ("sha256",)
-            )
+            recorded = sidecar_version(path) if expected is None else None
+            blake3 = expected.hashes.blake3 if expected else _any_blake3(recorded)
+            algorithms = ("sha256", "blake3") if blake3 else ("sha256",)
             try:
                 digests = hash_file(path, algorithms, cache=hashes, progress=counter.update)
             except CivitError as exc:
@@ -453,30 +536,77 @@ def verify_files(
                 continue
             finally:
                 counter.next_file()
-            if expected is not None:
-                results[path] = _compare(path, digests, expected)
-            else:
+            if expected is None and recorded is not None:
+                expected = _sidecar_expectation(path, recorded, digests["sha256"])
+            if expected is None:
                 unexplained[path] = digests
-    if unexplained and lock_path is None:
-        with using_client(client) as api:
-            known = _look_up(api, [digests["sha256"] for digests in unexplained.values()])
-        for path, digests in list(unexplained.items()):
-            if (found := known.get(digests["sha256"])) is not None:
-                del unexplained[path]
-                version_id = found.version_id
-                results[path] = FileCheck(
-                    path,
-                    "ok",
-                    f"SHA256 matches a file of Civitai model version {version_id}",
-                    source="civitai",
-                    checked=("sha256",),
-                    digests=digests,
-                    version_id=version_id,
-                )
+                continue
+            check = _compare(path, digests, expected)
+            if check.status == "mismatch" and expected.source == "sidecar" and lock_path is None:
+                doubtful[path] = check
+            else:
+                results[path] = check
+    asked = {**unexplained, **{path: check.digests for path, check in doubtful.items()}}
+    known: dict[str, HashMatch] = {}
+    if asked and lock_path is None:
+        try:
+            with using_client(client) as api:
+                known = _look_up(api, [dict(digests)["sha256"] for digests in asked.values()])
+        except CivitError:
+            if unexplained:
+                raise
+    for path, check in doubtful.items():
+        found = known.get(check.digests["sha256"])
+        results[path] = (
+            check if found is None else _civitai_ok(path, check.digests, found, stale=True)
+        )
     for path, digests in unexplained.items():
+        if (found := known.get(digests["sha256"])) is not None:
+            results[path] = _civitai_ok(path, digests, found)
+            continue
         elsewhere = f"not in {lock_path.name}" if lock_path else "unknown to Civitai"
-        results[path] = _against_sidecar(path, digests, elsewhere)
+        reason = f"{elsewhere}, and no {INFO_SUFFIX} with its hashes beside it"
+        results[path] = FileCheck(path, "unknown", reason, digests=digests)
     return [results[path] for path in files]
+
+
+def _civitai_ok(
+    path: Path, digests: Mapping[str, str], found: HashMatch, *, stale: bool = False
+) -> FileCheck:
+    reason = f"SHA256 matches a file of Civitai model version {found.version_id}"
+    if stale:
+        reason += f" (its {INFO_SUFFIX} describes other bytes: left from another file?)"
+    return FileCheck(
+        path,
+        "ok",
+        reason,
+        source="civitai",
+        checked=("sha256",),
+        digests=digests,
+        version_id=found.version_id,
+    )
+
+
+def _any_blake3(version: Version | None) -> bool:
+    return version is not None and any(file.hashes.blake3 for file in version.files)
+
+
+def _sidecar_expectation(path: Path, version: Version, sha256: str) -> _Expected | None:
+    """What the ``.civitai.info`` beside ``path`` says the file must be.
+
+    The sidecar names the version; its file with this SHA256 is the expected one,
+    else its file of the same name (same-named fp16/fp32 copies: the primary one),
+    else, for a renamed file, the version's primary file.
+    """
+    files = [file for file in version.files if file.hashes.sha256]
+    if not files:
+        return None
+    candidates = [file for file in files if file.name == path.name] or files
+    chosen = next(
+        (file for file in candidates if file.hashes.matches("sha256", sha256)),
+        next((file for file in candidates if file.primary), candidates[0]),
+    )
+    return _Expected(chosen.hashes, "sidecar", f"its {INFO_SUFFIX}", version.id)
 
 
 @dataclass(frozen=True)
@@ -536,34 +666,3 @@ def _compare(path: Path, digests: Mapping[str, str], expected: _Expected) -> Fil
         digests=digests,
         version_id=expected.version_id,
     )
-
-
-def _against_sidecar(path: Path, digests: Mapping[str, str], elsewhere: str) -> FileCheck:
-    """Compare with the ``.civitai.info`` beside ``path``; ``elsewhere`` says why no
-    other source spoke for the file.
-
-    The sidecar says which version the file belongs to. Its file of the same name is
-    the expected one; a renamed file may be any file of the version (the primary one
-    is named when none matches).
-    """
-    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-    try:
-        version = Version.from_json(json.loads(read_regular_file(sidecar).decode("utf-8")))
-    except FileNotFoundError:
-        return FileCheck(
-            path, "unknown", f"{elsewhere}, and no {SIDECAR_SUFFIX} beside it", digests=digests
-        )
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        version = None
-    files = [file for file in (version.files if version else ()) if file.hashes.sha256]
-    if version is None or not files:
-        reason = f"{elsewhere}, and its {SIDECAR_SUFFIX} holds no file hashes"
-        return FileCheck(path, "unknown", reason, digests=digests)
-    # Same-named copies (fp16 and fp32) may share a name: any of them may be this file.
-    candidates = [file for file in files if file.name == path.name] or files
-    chosen = next(
-        (file for file in candidates if file.hashes.matches("sha256", digests["sha256"])),
-        next((file for file in candidates if file.primary), candidates[0]),
-    )
-    label = f"its {SIDECAR_SUFFIX}"
-    return _compare(path, digests, _Expected(chosen.hashes, "sidecar", label, version.id))

@@ -21,13 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from civit.api import Client
 from civit.config import Settings, load_settings
 from civit.errors import CivitError, DiskSpaceError, ManifestError, UsageError, worst_exit_code
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import ProgressCallback, hash_file
+from civit.layouts import LayoutChoice, resolve_layout
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, as_manifest
 from civit.mirrors import Mirror, open_mirror
@@ -35,7 +36,9 @@ from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.partfile import interrupted
 from civit.paths import expand_path
+from civit.records import Model, Version
 from civit.resolution import LazyClient, resolve_lock
+from civit.sidecars import info_paths, write_for_layout
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import LockWaitCallback, RateLimit, fetch, target_lock
 
@@ -54,7 +57,8 @@ class EntryResult:
 
     ``source`` says where the bytes came from this run (``store`` = an existing store
     entry was linked); ``mirror_error`` why the mirror was passed over, if it was;
-    ``failure`` why the entry failed.
+    ``failure`` why the entry failed; ``sidecars`` what ``info = true`` wrote beside
+    the file, ``notes`` what it left out.
     """
 
     ref: str
@@ -70,6 +74,8 @@ class EntryResult:
     file_id: int | None = None
     failure: CivitError | None = None
     mirror_error: str | None = None
+    sidecars: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def error(self) -> str | None:
@@ -96,6 +102,8 @@ class EntryResult:
             "file_id": self.file_id,
             "link": self.link,
             "mirror_error": self.mirror_error,
+            "sidecars": [str(path) for path in self.sidecars],
+            "notes": list(self.notes),
             "error": self.failure.as_json() if self.failure is not None else None,
         }
 
@@ -498,6 +506,10 @@ def install(
     that are missing ask the download endpoint for a link. No API client is even
     created when nothing is missing.
 
+    With ``info = true`` in ``[settings]``, each file without a ``.civitai.info``
+    gets the sidecars its WebUI reads (one version lookup per missing sidecar, also
+    under ``frozen``; files that have one cost nothing more).
+
     A failed entry does not stop the others; look at :attr:`InstallReport.exit_code`.
 
     Args:
@@ -603,6 +615,8 @@ def install(
                 stop=stop,
                 on_result=on_result,
             )
+            if parsed.settings.info:
+                results = _with_sidecars(parsed, results, holder, settings)
         finally:
             holder.close()
         if not frozen:
@@ -616,6 +630,51 @@ def install(
             lock_written=written,
             seconds=time.monotonic() - started,
         )
+
+
+def _with_sidecars(
+    manifest: Manifest, results: Sequence[EntryResult], client: LazyClient, settings: Settings
+) -> list[EntryResult]:
+    """``info = true``: the sidecars each installed file's WebUI reads, written where no
+    ``.civitai.info`` is yet (so a re-run costs a stat per file, no API call).
+
+    Entries go into ``[settings] root`` with its layout, unless they have a plain
+    ``dest`` of their own (then: ``.civitai.info`` and the preview only).
+    """
+    settings_table = manifest.settings
+    level = settings_table.preview_nsfw or settings.preview_nsfw
+    install = None
+    if settings_table.root is not None:
+        with contextlib.suppress(UsageError):  # an undetectable root: plain folders then
+            choice = cast(LayoutChoice, settings_table.layout or "auto")
+            install = resolve_layout(settings_table.root, choice)
+    models: dict[int, Model | str] = {}
+    versions: dict[int, Version] = {}
+    updated: list[EntryResult] = []
+    for result in results:
+        wanted = result.status != "failed" and result.version_id is not None
+        if not wanted or any(path.exists() for path in info_paths(result.path)):
+            updated.append(result)
+            continue
+        assert result.version_id is not None
+        try:
+            if result.version_id not in versions:
+                versions[result.version_id] = client.get().get_version(result.version_id)
+            inside = install is not None and result.path.is_relative_to(install.root)
+            written = write_for_layout(
+                result.path,
+                versions[result.version_id],
+                layout=install.layout if inside and install is not None else None,
+                client=client.get(),
+                sha256=result.digests.get("sha256"),
+                preview_nsfw=level,
+                models=models,
+            )
+        except CivitError as exc:
+            updated.append(dataclasses.replace(result, notes=(f"no sidecars: {exc}",)))
+            continue
+        updated.append(dataclasses.replace(result, sidecars=written.written, notes=written.notes))
+    return updated
 
 
 def _overwrites(manifest: Manifest, current: Lock, everything: bool) -> list[bool]:

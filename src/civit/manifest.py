@@ -11,7 +11,8 @@ Manifest (``civit.toml``)::
 
     [settings]                # all optional
     root = "ComfyUI"          # a WebUI folder, relative to this file
-    layout = "comfyui"        # auto | a1111 | comfyui | swarmui | flat
+    layout = "comfyui"        # auto | a1111 | forge | sdnext | comfyui | swarmui | fooocus |
+                              # stabilitymatrix | flat
     dest = "models"           # a plain folder instead of root + layout
     jobs = 4                  # files at once
     connections = 8           # connections per file
@@ -19,6 +20,9 @@ Manifest (``civit.toml``)::
     mirror = "http://cache.local/{sha256}"    # tried before Civitai (or s3://bucket/prefix)
     overwrite = false         # replace files civit did not put there (default: refuse)
     allow_unscanned = false   # accept files Civitai's scans have not passed
+    subfolder = "{base_model}"  # below each type folder ({creator} {model_name} {type})
+    info = true               # write .civitai.info, the WebUI's card and a preview
+    preview_nsfw = "pg13"     # the most explicit preview: pg, pg13, r, x, xxx or none
 
     [[model]]
     ref = "827184"            # anything `civit get` accepts: id, id@version, URL, AIR, hash
@@ -26,6 +30,7 @@ Manifest (``civit.toml``)::
     # file_id = 2402204       # or exactly this file of a pinned version (ref = "827184@...")
     dest = "models/loras/style"   # optional: relative to root (else to this file)
     name = "wai.safetensors"      # optional: save under this name
+    subfolder = "anime"           # optional: this entry's subfolder template
     overwrite = true              # optional: replace whatever file is at its path
     allow_unscanned = true        # optional: accept it although a scan did not pass
 
@@ -66,10 +71,11 @@ from typing import Any
 from civit.config import outdated_ignore, toml_error_hint
 from civit.errors import ManifestError, UsageError
 from civit.fsutil import read_regular_file
-from civit.layouts import LAYOUTS, safe_filename
+from civit.layouts import LAYOUTS, check_subfolder, safe_filename
 from civit.lockfile import toml_tables
 from civit.mirrors import check_mirror
 from civit.paths import expand_path, path_setting
+from civit.records import preview_level
 from civit.refs import Ref, parse_ref, redact_ref
 
 if sys.version_info >= (3, 11):
@@ -98,6 +104,9 @@ _SETTINGS_KEYS = (
     "mirror",
     "overwrite",
     "allow_unscanned",
+    "subfolder",
+    "info",
+    "preview_nsfw",
 )
 _ENTRY_KEYS = (
     "ref",
@@ -108,11 +117,12 @@ _ENTRY_KEYS = (
     "size",
     "dest",
     "name",
+    "subfolder",
     "overwrite",
     "allow_unscanned",
 )
 # The settings that decide what resolves and where it lands; the rest only tune runs.
-_RESOLUTION_SETTINGS = ("root", "layout", "dest", "allow_unscanned")
+_RESOLUTION_SETTINGS = ("root", "layout", "dest", "allow_unscanned", "subfolder")
 # Entry keys that only say how to install, not what: they do not stale the lock.
 _INSTALL_ONLY_KEYS = frozenset({"overwrite"})
 _SIZES = ("pruned", "full")
@@ -134,6 +144,9 @@ class ManifestSettings:
     mirror: str | None = None
     overwrite: bool = False
     allow_unscanned: bool = False
+    subfolder: str | None = None
+    info: bool = False
+    preview_nsfw: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +168,7 @@ class ModelEntry:
     size: str | None = None
     dest: Path | None = None
     name: str | None = None
+    subfolder: str | None = None
     overwrite: bool = False
     allow_unscanned: bool = False
     file_id: int | None = None
@@ -300,7 +314,30 @@ def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> Manif
         mirror=mirror,
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
+        subfolder=_subfolder(table, where),
+        info=_flag(table, "info", where),
+        preview_nsfw=_preview_nsfw(table, where),
     )
+
+
+def _subfolder(table: Mapping[str, Any], where: _Where) -> str | None:
+    template = _text(table, "subfolder", where)
+    if template is not None:
+        try:
+            check_subfolder(template)
+        except UsageError as exc:
+            raise where.error(exc.message, hint=exc.hint) from exc
+    return template
+
+
+def _preview_nsfw(table: Mapping[str, Any], where: _Where) -> str | None:
+    value = _text(table, "preview_nsfw", where)
+    if value is not None:
+        try:
+            preview_level(value)
+        except UsageError as exc:
+            raise where.error(exc.message, hint=exc.hint) from exc
+    return value
 
 
 def _parse_entry(
@@ -338,6 +375,7 @@ def _parse_entry(
         size=size,
         dest=_path(settings.root or path.parent, _text(table, "dest", where), "dest", where),
         name=name,
+        subfolder=_subfolder(table, where),
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
         file_id=file_id,

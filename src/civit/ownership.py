@@ -20,13 +20,12 @@ both files, the existing file's SHA256 and the way out (``--overwrite``, ``--nam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from civit.api import Client
 from civit.errors import CivitError, FileConflictError
-from civit.records import Version
+from civit.sidecars import sidecar_version
 
 __all__ = ["GET_CHOICES", "INSTALL_CHOICES", "check_replaceable", "describe_wanted"]
 
@@ -39,9 +38,6 @@ INSTALL_CHOICES = (
     'keep both with name = "NEW_NAME" or dest = "OTHER_FOLDER" on the entry in civit.toml, '
     "or replace it with overwrite = true there (or civit install --overwrite)"
 )
-
-# A sidecar is a version record: a few KB, rarely more than a few hundred.
-_MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
 
 def describe_wanted(name: str, file_id: int | None, model_id: int | None) -> str:
@@ -109,17 +105,8 @@ def check_replaceable(
 
 
 def _sidecar_says(target: Path, model_id: int) -> bool:
-    stem = target.name.rsplit(".", 1)[0] if "." in target.name else target.name
-    for sidecar in {target.with_name(f"{name}.civitai.info") for name in (target.name, stem)}:
-        try:
-            with sidecar.open("rb") as handle:
-                document = json.loads(handle.read(_MAX_SIDECAR_BYTES))
-        except (OSError, ValueError):
-            continue
-        version = Version.from_json(document)
-        if version is not None and version.model_id == model_id:
-            return True
-    return False
+    version = sidecar_version(target)
+    return version is not None and version.model_id == model_id
 
 
 def _civitai_says(client: Client, sha256: str) -> int | None:

@@ -22,6 +22,7 @@ from civit.layouts.filenames import safe_filename
 __all__ = [
     "FILE_PREFERENCES",
     "HASH_ALGORITHMS",
+    "NSFW_LEVELS",
     "SCAN_PASSED",
     "File",
     "HashMatch",
@@ -32,6 +33,7 @@ __all__ = [
     "as_json",
     "parse_algorithms",
     "preference_rank",
+    "preview_level",
     "with_variants",
 ]
 
@@ -39,6 +41,42 @@ __all__ = [
 HASH_ALGORITHMS = ("sha256", "blake3", "crc32", "autov1", "autov2", "autov3")
 
 JSON = Mapping[str, Any]
+
+#: Civitai's image ``nsfwLevel`` values by name (a bit each; ``none``: no images).
+NSFW_LEVELS = {"pg": 1, "pg13": 2, "r": 4, "x": 8, "xxx": 16}
+
+
+def preview_level(setting: str | int | None) -> int | None:
+    """The highest image ``nsfwLevel`` a ``preview_nsfw`` setting allows.
+
+    Args:
+        setting: ``pg``, ``pg13`` (also ``PG-13``), ``r``, ``x``, ``xxx``, a level
+            number, or ``none``/``None`` for no previews.
+
+    Returns:
+        The level, or ``None`` for no previews.
+
+    Raises:
+        UsageError: not one of those.
+
+    >>> preview_level("PG-13"), preview_level("none"), preview_level(4)
+    (2, None, 4)
+    """
+    if setting is None:
+        return None
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    key = re.sub(r"[\s_-]+", "", str(setting)).lower()
+    if key in ("none", "off", "no"):
+        return None
+    if key.isdigit() and int(key) > 0:
+        return int(key)
+    if key in NSFW_LEVELS:
+        return NSFW_LEVELS[key]
+    raise UsageError(
+        f"unknown preview NSFW level {setting!r}",
+        hint="use pg, pg13, r, x, xxx or none (previews no more explicit than that)",
+    )
 
 
 def _str(value: object) -> str | None:

@@ -18,7 +18,7 @@ from typing import cast
 
 from civit.api import Client
 from civit.config import Settings
-from civit.downloader import plan_target
+from civit.downloader import plan_target, subfolder_for
 from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout
@@ -147,18 +147,23 @@ class _Resolver:
             raise ManifestError(f"the lock pins {key} to version {kept} of another model")
         return version
 
-    def target_for(self, entry: ModelEntry, file: File) -> Path:
+    def target_for(self, entry: ModelEntry, version: Version, file: File) -> Path:
         settings = self.manifest.settings
         folder = entry.dest or settings.dest
+        # An entry's own dest is exact; the settings' subfolder applies below the others.
+        template = entry.subfolder or (settings.subfolder if entry.dest is None else None)
+        subfolder = subfolder_for(template, version, client=self.client.get()) if template else None
         if folder is not None:
-            return plan_target(file, dest=folder, name=entry.name).path
+            return plan_target(file, dest=folder, name=entry.name, subfolder=subfolder).path
         if settings.root is None:
             raise ManifestError(
                 f"{self.manifest.path}:{entry.line or '?'}: {entry.label}: nowhere to put it",
                 hint="set root (a WebUI folder) or dest in [settings], or dest in the entry",
             )
         found = self.layout()
-        return plan_target(file, root=found.root, layout=found.layout, name=entry.name).path
+        return plan_target(
+            file, root=found.root, layout=found.layout, name=entry.name, subfolder=subfolder
+        ).path
 
     def resolve(self, entry: ModelEntry) -> LockedFile:
         try:
@@ -176,7 +181,7 @@ class _Resolver:
                 file_id=file_id if not any(filters) else None,
             )
             check_scans(file, allow_unscanned=self.allow_unscanned or entry.allow_unscanned)
-            target = self.target_for(entry, file)
+            target = self.target_for(entry, version, file)
         except CivitError as exc:
             if not exc.message.startswith(str(self.manifest.path)):
                 exc.message = (

@@ -16,12 +16,18 @@ from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import echo_json, say
 from civit.cli.progress import Progress
 from civit.config import Settings
-from civit.downloader import DownloadResult, download, plan_target, write_info_sidecar
+from civit.downloader import (
+    DownloadResult,
+    download,
+    plan_target,
+    subfolder_for,
+    write_download_sidecars,
+)
 from civit.errors import CivitError, NotFoundError, UsageError, worst_exit_code
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
-from civit.layouts import LAYOUTS, LayoutChoice, detect_layout, resolve_layout
-from civit.records import File, Version
+from civit.layouts import LAYOUTS, LayoutChoice, check_subfolder, detect_layout, resolve_layout
+from civit.records import File, Version, preview_level
 from civit.refs import parse_ref, redact_ref
 
 
@@ -86,7 +92,24 @@ def choose_destination(
     is_flag=True,
     help="Accept files whose Civitai pickle or virus scan is not Success.",
 )
-@click.option("--info", "write_info", is_flag=True, help="Also write <file>.civitai.info.")
+@click.option(
+    "--info/--no-info",
+    "write_info",
+    default=None,
+    help="Also write what the WebUI reads beside a model: <stem>.civitai.info, its card "
+    "metadata (<stem>.json, <stem>.cm-info.json) and a <stem>.preview image "
+    "(default: info in the config).",
+)
+@click.option(
+    "--subfolder",
+    metavar="TEMPLATE",
+    help='Folder below the type folder, e.g. "{base_model}"; also {creator}, {model_name}, {type}.',
+)
+@click.option(
+    "--preview-nsfw",
+    metavar="LEVEL",
+    help="Most explicit preview image with --info: pg, pg13 (default), r, x, xxx, or none.",
+)
 @click.option(
     "--from",
     "from_images",
@@ -120,9 +143,11 @@ def get(
     stall_timeout: float | None,
     no_verify: bool,
     name: str | None,
+    subfolder: str | None,
+    preview_nsfw: str | None,
     overwrite: bool,
     allow_unscanned: bool,
-    write_info: bool,
+    write_info: bool | None,
     from_images: bool,
     all_versions: bool,
     all_files: bool,
@@ -175,12 +200,20 @@ def get(
         "lock_timeout": lock_timeout,
         "on_lock_wait": lock_wait_notice(progress),
     }
+    extras = Extras(
+        subfolder=check_subfolder(subfolder) if subfolder else app.settings.subfolder,
+        write_info=app.settings.info if write_info is None else write_info,
+        preview_nsfw=preview_nsfw or app.settings.preview_nsfw,
+    )
+    preview_level(extras.preview_nsfw)  # a typo fails before anything is downloaded
     if from_images:
         if name is not None or all_versions or all_files:
             raise UsageError("--from takes no --name, --all-versions or --all-files")
         paths = [Path(ref) for ref in refs]
         where = choose_destination(app.settings, root, layout, dest)
-        return get_from_images(app, paths, where, selection, transfer, progress, dry_run=dry_run)
+        return get_from_images(
+            app, paths, where, selection, transfer, progress, extras, dry_run=dry_run
+        )
     texts = refs_with_stdin(refs)
     if name is not None and (len(texts) > 1 or all_versions or all_files):
         raise UsageError("--name names one file: give exactly one REF, without --all-*")
@@ -198,7 +231,7 @@ def get(
                 **selection,
                 all_files=all_files,
                 all_versions=all_versions,
-                full=write_info,
+                full=extras.write_info,
             )
         except CivitError as exc:
             exit_code = worst_exit_code((exit_code, exc.exit_code))
@@ -226,8 +259,8 @@ def get(
                 where,
                 transfer,
                 progress,
+                extras,
                 name=name,
-                write_info=write_info,
                 dry_run=dry_run,
             )
             exit_code = worst_exit_code((exit_code, outcome.exit_code))
@@ -253,6 +286,15 @@ def refs_with_stdin(refs: Sequence[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What ``get`` does besides the download: a subfolder template, sidecars."""
+
+    subfolder: str | None = None
+    write_info: bool = False
+    preview_nsfw: str = "pg13"
+
+
+@dataclass(frozen=True)
 class Fetched:
     """What fetching one planned file did: its JSON, its line, its exit code."""
 
@@ -272,14 +314,15 @@ def fetch_planned(
     where: dict[str, Any],
     transfer: dict[str, Any],
     progress: Progress,
+    extras: Extras,
     *,
     name: str | None = None,
-    write_info: bool = False,
     dry_run: bool,
 ) -> Fetched:
     """Download one chosen file (or, with ``dry_run``, say where it would go)."""
     label = _label(version)
     try:
+        subfolder = subfolder_for(extras.subfolder, version, client=app.client)
         if dry_run:
             placement = plan_target(
                 file,
@@ -287,6 +330,7 @@ def fetch_planned(
                 layout=where.get("layout", "auto"),
                 dest=where.get("dest"),
                 name=name,
+                subfolder=subfolder,
             )
             target = placement.path
             size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
@@ -303,12 +347,15 @@ def fetch_planned(
             file,
             client=app.client,
             name=name,
+            subfolder=subfolder,
             progress=progress.track(file.local_name),
             **where,
             **transfer,
         )
-        if write_info:
-            write_info_sidecar(result.path, version)
+        if extras.write_info:
+            result = write_download_sidecars(
+                result, version, client=app.client, preview_nsfw=extras.preview_nsfw
+            )
     except CivitError as exc:
         document = {"file_id": file.id, "error": exc.as_json()}
         return Fetched(document, f"civit: error: {label}: {exc}", exc.exit_code)
@@ -322,6 +369,7 @@ def get_from_images(
     selection: dict[str, str | None],
     transfer: dict[str, Any],
     progress: Progress,
+    extras: Extras,
     *,
     dry_run: bool,
 ) -> int:
@@ -351,7 +399,7 @@ def get_from_images(
         for resource, file in wanted:
             assert resource.version is not None  # files() yields found resources only
             outcome = fetch_planned(
-                app, resource.version, file, where, transfer, progress, dry_run=dry_run
+                app, resource.version, file, where, transfer, progress, extras, dry_run=dry_run
             )
             results.append(outcome.document)
             exit_code = worst_exit_code((exit_code, outcome.exit_code))

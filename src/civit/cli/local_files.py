@@ -22,7 +22,7 @@ from civit.hashing import (
     hash_files,
     iter_model_files,
 )
-from civit.records import parse_algorithms
+from civit.records import parse_algorithms, preview_level
 
 if TYPE_CHECKING:
     from civit.identification import Identification
@@ -131,6 +131,8 @@ def render_identification(found: Identification) -> list[str]:
         lines.append(f"  {name}, version {version.name}" + (f" ({details})" if details else ""))
     if found.url:
         lines.append(f"  {found.url}")
+    if found.source == "sidecar":
+        lines.append("  (known from its .civitai.info)")
     return lines
 
 
@@ -141,30 +143,45 @@ def render_identification(found: Identification) -> list[str]:
 @click.option(
     "--write-info",
     is_flag=True,
-    help="Write <file>.civitai.info (the version record, as A1111/Forge extensions read "
-    "it) beside each known file.",
+    help="Write what each file's WebUI reads beside it: <stem>.civitai.info, its card "
+    "metadata (<stem>.json, <stem>.cm-info.json) and a <stem>.preview image.",
+)
+@click.option(
+    "--preview-nsfw",
+    metavar="LEVEL",
+    help="Most explicit preview image: pg, pg13 (default), r, x, xxx, or none.",
 )
 @pass_app
-def identify_command(app: App, paths: tuple[Path, ...], write_info: bool) -> int:
+def identify_command(
+    app: App, paths: tuple[Path, ...], write_info: bool, preview_nsfw: str | None
+) -> int:
     """Tell what local model files are: model, version, type, base model, page.
 
     Files are looked up on Civitai by SHA256: one request for a whole folder, then
     one per distinct version for its details. A file Civitai does not know is
     reported as unknown; that is an answer, not a failure (exit 0). Unreadable files
-    exit 1. A damaged copy of a known file is unknown too: use civit verify.
+    exit 1. A damaged copy of a known file is unknown too: use civit verify. A file
+    whose .civitai.info lists its SHA256 is known from it, without a lookup.
+
+    With --write-info, each known file gets the sidecars its WebUI reads (the
+    install above it is detected), like Civitai Helper's "Scan models": one hash
+    lookup for the library, files the hash cache knows are not read again.
 
     \b
     Examples:
       civit identify mystery.safetensors
       civit identify ~/stable-diffusion-webui/models/Lora --write-info
     """
-    from civit.downloader import write_info_sidecar
-    from civit.identification import identify_files
+    from civit.identification import identify_files, write_identified_sidecars
 
+    level = preview_nsfw or app.settings.preview_nsfw
+    preview_level(level)  # a typo fails before any file is read
     with Progress(quiet=app.quiet) as progress:
         results = identify_files(
             paths, client=app.client, progress=progress.track("identify", delay=0.5, leave=False)
         )
+    if write_info:
+        results = write_identified_sidecars(results, client=app.client, preview_nsfw=level)
     documents = []
     for found in results:
         document = found.as_json()
@@ -172,10 +189,10 @@ def identify_command(app: App, paths: tuple[Path, ...], write_info: bool) -> int
             say(f"civit: error: {found.error}")
         elif not app.json:
             echo("\n".join(render_identification(found)))
-        if write_info and found.version is not None:
-            document["info"] = str(write_info_sidecar(found.path, found.version))
-            if not app.json:
-                say(f"  wrote {document['info']}")
+            for path in found.sidecars:
+                say(f"  wrote {path}")
+            for note in found.notes:
+                say(f"  {note}")
         documents.append(document)
     if app.json:
         echo_json(documents)

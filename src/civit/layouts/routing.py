@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
 from civit.errors import UsageError
+from civit.fsutil import make_folder
 from civit.layouts.base import ROWS, Detection, Folder, LayoutName
 from civit.layouts.detection import webui
 from civit.layouts.filenames import safe_filename
@@ -337,8 +338,9 @@ def prepare_folder(where: Destination) -> None:
     A folder inside an extension needs the extension installed.
 
     Raises:
-        UsageError: the extension is not installed, the configured folder's parent is
-            missing, or the folder cannot be created.
+        UsageError: the extension is not installed, or the configured folder's parent
+            is missing.
+        CivitError: the folder cannot be created.
     """
     label = row_label(where.route.row)
     if where.extension is not None and not where.extension.is_dir():
@@ -348,18 +350,15 @@ def prepare_folder(where: Destination) -> None:
             hint=f"install {where.extension.name} first, or pass --dest DIR",
         )
     configured = where.type_folder
-    try:
-        if configured.source is not None and not configured.path.is_dir():
-            if not configured.path.parent.is_dir():
-                raise UsageError(
-                    f"the {label} folder {configured.path} (from {configured.source}) does "
-                    f"not exist, and neither does {configured.path.parent}",
-                    hint=f"create it, or correct {configured.source}",
-                )
-            configured.path.mkdir(exist_ok=True)
-        where.folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {where.folder}: {exc.strerror or exc}") from exc
+    if configured.source is not None and not configured.path.is_dir():
+        if not configured.path.parent.is_dir():
+            raise UsageError(
+                f"the {label} folder {configured.path} (from {configured.source}) does "
+                f"not exist, and neither does {configured.path.parent}",
+                hint=f"create it, or correct {configured.source}",
+            )
+        make_folder(configured.path)
+    make_folder(where.folder)
 
 
 #: The placeholders of ``--subfolder`` templates.

@@ -251,7 +251,12 @@ class FakeFile:
         return {key: value for key, value in pairs if value is not None}
 
 
-_IMAGE_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+_IMAGE_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+}
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ class FakeImage:
     @property
     def name(self) -> str:
         """The URL's last segment, e.g. ``9000001.png``."""
-        return f"{self.id}.{_IMAGE_EXTENSIONS.get(self.mime, 'mp4')}"
+        return f"{self.id}.{_IMAGE_EXTENSIONS.get(self.mime, 'jpeg')}"
 
 
 @dataclass(frozen=True)
