@@ -31,6 +31,15 @@ Fault knobs (all thread-safe, all undone by :meth:`FakeCivitai.reset_faults`)::
     fake.fail_api(503, times=2, retry_after="1") # the next two API calls fail
     fake.daily_limit_reached = True              # downloads answer 429
     fake.expire_links()                          # every link issued so far expires
+    fake.set_faults(2402203, status=429, status_times=2)  # storage throttling, no Retry-After
+    fake.set_faults(2402203, range_cap=4 << 20)  # 206 answers of at most 4 MiB
+    fake.raw_links = True                        # links with raw spaces in the path
+
+Through a proxy, over TLS, under names only the proxy resolves::
+
+    with FakeCivitai(api_name="civitai.test", cdn_name="cdn.test", tls=True) as fake, \
+            LoopbackProxy({"civitai.test": "127.0.0.1", "cdn.test": "127.0.0.1"}) as proxy:
+        ...  # HTTPS_PROXY=proxy.url, SSL_CERT_FILE=fake.ca_file
 
 Use it in your own pytest suite::
 
@@ -72,6 +81,7 @@ from civit.testing.catalog import (
     synthetic_models,
 )
 from civit.testing.faults import FileFaults, RequestLog
+from civit.testing.proxy import LoopbackProxy, ProxiedRequest
 from civit.testing.runner import main
 from civit.testing.server import FakeCivitai
 
@@ -84,6 +94,8 @@ __all__ = [
     "FakeModel",
     "FakeVersion",
     "FileFaults",
+    "LoopbackProxy",
+    "ProxiedRequest",
     "RequestLog",
     "bench_model",
     "default_catalog",

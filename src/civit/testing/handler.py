@@ -12,6 +12,7 @@ import math
 import re
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -85,13 +86,23 @@ class OriginServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, fake: ServedFake, origin: Literal["api", "cdn"], address: tuple[str, int]
+        self,
+        fake: ServedFake,
+        origin: Literal["api", "cdn"],
+        address: tuple[str, int],
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.fake = fake
         self.origin: Literal["api", "cdn"] = origin
         self._connections_lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         super().__init__(address, Handler)
+        if tls is not None:
+            # The handshake happens on the connection's own thread, at its first read.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can take seconds.

@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import math
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, unquote
 
@@ -42,7 +44,17 @@ class FakeCivitai:
         link_ttl: lifetime of presigned CDN links in seconds.
         host: the interface to listen on.
         port: the API origin's port (0 picks a free one; the CDN always picks one).
+        api_name: the host name the API origin's URLs use (default: ``host``), e.g.
+            ``civitai.test`` for a client that reaches it through
+            :class:`~civit.testing.LoopbackProxy` only.
+        cdn_name: the same for the CDN origin (e.g. ``cdn.test``).
+        tls: serve HTTPS with the test certificate (valid for ``civitai.test``,
+            ``cdn.test``, ``localhost`` and ``127.0.0.1``); clients trust
+            :attr:`ca_file`.
     """
+
+    #: The CA that signed the fake's TLS certificate (trust it in tests only).
+    ca_file = Path(__file__).with_name("tls") / "ca.pem"
 
     def __init__(
         self,
@@ -52,12 +64,22 @@ class FakeCivitai:
         link_ttl: float = 3600.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        api_name: str | None = None,
+        cdn_name: str | None = None,
+        tls: bool = False,
     ) -> None:
         self.token = token
         self.catalog = catalog if catalog is not None else default_catalog()
         self.link_ttl = link_ttl
         self.host = host
         self.port = port
+        self.names = {"api": api_name or host, "cdn": cdn_name or host}
+        self.scheme = "https" if tls else "http"
+        self._tls: ssl.SSLContext | None = None
+        if tls:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            certificates = Path(__file__).with_name("tls")
+            self._tls.load_cert_chain(certificates / "server.pem", certificates / "server.key")
         self.daily_limit_reached = False
         self.malformed_json = False
         self.raw_links = False
@@ -96,8 +118,8 @@ class FakeCivitai:
             raise RuntimeError("FakeCivitai is already running")
         self._stopping.clear()
         self._servers = {
-            "api": OriginServer(self, "api", (self.host, self.port)),
-            "cdn": OriginServer(self, "cdn", (self.host, 0)),
+            "api": OriginServer(self, "api", (self.host, self.port), tls=self._tls),
+            "cdn": OriginServer(self, "cdn", (self.host, 0), tls=self._tls),
         }
         for origin, server in self._servers.items():
             thread = threading.Thread(
@@ -144,7 +166,7 @@ class FakeCivitai:
         server = self._servers.get(origin)
         if server is None:
             raise RuntimeError("FakeCivitai is not running; call start() first")
-        return f"http://{self.host}:{server.server_address[1]}"
+        return f"{self.scheme}://{self.names[origin]}:{server.server_address[1]}"
 
     @property
     def url(self) -> str:
