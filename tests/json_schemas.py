@@ -307,6 +307,20 @@ SCHEMAS: dict[str, Any] = {
         "files": [LOCKED],
         "changes": [{"ref": str, "before": (PIN, None), "after": PIN}],
     },
+    "lock --check": {
+        "manifest": str,
+        "lock": str,
+        "matches": bool,
+        "differences": [
+            {
+                "index": int,
+                "ref": str,
+                "key": str,
+                "locked": (str, float, None),
+                "resolved": (str, float, None),
+            }
+        ],
+    },
     "install": {
         "manifest": str,
         "lock": str,

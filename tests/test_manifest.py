@@ -187,8 +187,9 @@ def test_lock_resolves_every_entry_in_order(
     keys = [line.split(" = ")[0] for line in text.split("[[file]]")[1].strip().splitlines()]
     assert keys == [
         "ref", "model_id", "version_id", "file_id", "name",
-        "size_kb", "sha256", "blake3", "dest", "type",
+        "size_kb", "sha256", "blake3", "dest", "type", "entry_hash",
     ]  # fmt: skip
+    assert checkpoint.entry_hash == manifest.entries[0].content_hash
     assert fake.token not in text and "sig=" not in text
 
 
@@ -211,7 +212,15 @@ def test_unpinned_entries_keep_their_locked_version_until_upgrade(
         project / "civit.toml", ["827184", "827184@2514310"], settings={"dest": "models"}
     )
     locked = civit.lock(manifest, client=client)
-    older = dataclasses.replace(locked.files[0], version_id=2300001, file_id=2300101)
+    # A lock made when 2300001 was the newest version (by an older civit: no entry
+    # hashes, so the entry is resolved again once the manifest changes).
+    then = civit.lock(
+        civit.write_manifest(
+            project / "then.toml", ["827184@2300001"], settings={"dest": "models"}
+        ),
+        client=client,
+    ).files[0]
+    older = dataclasses.replace(then, ref="827184", entry_hash=None)
     write_lock(dataclasses.replace(locked, files=(older, locked.files[1])), manifest.lock_path)
     # Editing the manifest makes the lock stale, so it is resolved again...
     manifest = civit.write_manifest(
@@ -219,10 +228,12 @@ def test_unpinned_entries_keep_their_locked_version_until_upgrade(
         ["827184", "827184@2514310", "328553"],
         settings={"dest": "models"},
     )
+    fake.clear_log()
     relocked = civit.lock(manifest, client=client)
     # ...but the unpinned entry keeps the version the lock had; pins resolve to the pin.
     assert [f.version_id for f in relocked.files] == [2300001, 2514310, 368189]
     assert relocked.files[0].file_id == 2300101
+    assert "/api/v1/models/827184" not in [r.path for r in fake.requests]  # no newest lookup
     upgraded = civit.lock(manifest, client=client, upgrade=True)
     assert [f.version_id for f in upgraded.files] == [2514310, 2514310, 368189]
     assert civit.load_lock(manifest.lock_path) == upgraded

@@ -73,7 +73,7 @@ if typing.TYPE_CHECKING:
     from civit.mirror_push import PushedFile, PushReport, push_mirror
     from civit.records import File, Hashes, HashMatch, Model, ModelPage, Version
     from civit.refs import Ref, parse_ref
-    from civit.resolution import lock
+    from civit.resolution import LockDifference, check_lock, lock
     from civit.select import Selection, explain_selection, newest_version, select_file
     from civit.sidecars import sidecar_version, write_sidecars
     from civit.updates import UpdateCheck, outdated
@@ -150,6 +150,8 @@ _EXPORTS = {
     "Version": "civit.records",
     "Ref": "civit.refs",
     "parse_ref": "civit.refs",
+    "LockDifference": "civit.resolution",
+    "check_lock": "civit.resolution",
     "lock": "civit.resolution",
     "Selection": "civit.select",
     "explain_selection": "civit.select",
@@ -187,6 +189,7 @@ __all__ = [
     "LayoutChoice",
     "LayoutName",
     "Lock",
+    "LockDifference",
     "LockedFile",
     "Manifest",
     "ManifestError",
@@ -210,6 +213,7 @@ __all__ = [
     "UsageError",
     "Version",
     "__version__",
+    "check_lock",
     "detect_layout",
     "download",
     "explain_selection",

@@ -37,7 +37,7 @@ from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
 from civit.partfile import interrupted
 from civit.paths import expand_path
 from civit.records import Model, Version
-from civit.resolution import LazyClient, resolve_lock
+from civit.resolution import LazyClient, check_lock_fits, resolve_lock
 from civit.sidecars import info_paths, write_for_layout
 from civit.store import LinkOutcome, Store, link_or_copy
 from civit.transfer import LockWaitCallback, RateLimit, fetch, target_lock
@@ -456,12 +456,7 @@ def _frozen_lock(manifest: Manifest) -> Lock:
         raise ManifestError(
             f"--frozen needs {manifest.lock_path}, and there is none", hint=FIX_LOCK
         )
-    if current.manifest_hash != manifest.content_hash:
-        raise ManifestError(
-            f"{manifest.lock_path} is out of date: {manifest.path.name} changed since it "
-            "was locked",
-            hint=FIX_LOCK,
-        )
+    check_lock_fits(manifest, current)
     return current
 
 

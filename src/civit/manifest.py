@@ -155,7 +155,8 @@ class ModelEntry:
 
     ``index`` counts entries from 1; ``line`` is where its ``[[model]]`` header is.
     ``dest`` is absolute: a relative one was resolved against ``[settings] root``, or
-    the manifest's folder when there is no root.
+    the manifest's folder when there is no root. ``content_hash`` covers the entry's
+    table and the resolution settings (the lock keeps it per ``[[file]]``).
     """
 
     ref: str
@@ -172,6 +173,7 @@ class ModelEntry:
     overwrite: bool = False
     allow_unscanned: bool = False
     file_id: int | None = None
+    content_hash: str = ""
 
     @property
     def label(self) -> str:
@@ -271,20 +273,43 @@ def _path(base: Path, text: str | None, key: str, where: _Where) -> Path | None:
         raise where.error(f"{key}: {exc.message}", hint=exc.hint) from exc
 
 
-def _content_hash(document: Mapping[str, Any]) -> str:
+def _settings_meaning(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[settings]`` that decide what entries resolve to and where they land."""
     settings = document.get("settings", {})
-    models = document.get("model", [])
-    meaning = {
-        "settings": {key: settings[key] for key in _RESOLUTION_SETTINGS if key in settings},
-        "model": [
-            {k: v for k, v in m.items() if k not in _INSTALL_ONLY_KEYS}
-            if isinstance(m, dict)
-            else m
-            for m in (models if isinstance(models, list) else [models])
-        ],
-    }
+    if not isinstance(settings, Mapping):
+        return {}
+    return {key: settings[key] for key in _RESOLUTION_SETTINGS if key in settings}
+
+
+def _entry_meaning(table: object) -> object:
+    """A ``[[model]]`` table without the keys that only say how to install it."""
+    if not isinstance(table, Mapping):
+        return table
+    return {key: value for key, value in table.items() if key not in _INSTALL_ONLY_KEYS}
+
+
+def _digest(meaning: object) -> str:
     canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _content_hash(document: Mapping[str, Any]) -> str:
+    models = document.get("model", [])
+    return _digest(
+        {
+            "settings": _settings_meaning(document),
+            "model": [
+                _entry_meaning(m) for m in (models if isinstance(models, list) else [models])
+            ],
+        }
+    )
+
+
+def _entry_hash(document: Mapping[str, Any], table: object) -> str:
+    """What one entry resolves from: its table and the resolution settings. A lock
+    entry carrying this hash can be kept when other entries change (``civit lock``
+    resolves only new and edited entries)."""
+    return _digest({"settings": _settings_meaning(document), "model": _entry_meaning(table)})
 
 
 def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> ManifestSettings:
@@ -341,7 +366,12 @@ def _preview_nsfw(table: Mapping[str, Any], where: _Where) -> str | None:
 
 
 def _parse_entry(
-    table: object, index: int, line: int | None, path: Path, settings: ManifestSettings
+    table: object,
+    index: int,
+    line: int | None,
+    path: Path,
+    settings: ManifestSettings,
+    content_hash: str,
 ) -> ModelEntry:
     where = _Where(path, line, f"[[model]] #{index}")
     if not isinstance(table, dict):
@@ -379,6 +409,7 @@ def _parse_entry(
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
         file_id=file_id,
+        content_hash=content_hash,
     )
 
 
@@ -447,7 +478,7 @@ def load_manifest(path: str | os.PathLike[str] = "civit.toml") -> Manifest:
     lines: list[int | None] = list(_header_lines(text, r"\s*\[\[\s*model\s*\]\]"))
     lines += [None] * (len(models) - len(lines))  # entries written as inline tables
     entries = tuple(
-        _parse_entry(table, index, line, manifest_path, settings)
+        _parse_entry(table, index, line, manifest_path, settings, _entry_hash(document, table))
         for index, (table, line) in enumerate(zip(models, lines, strict=False), 1)
     )
     return Manifest(manifest_path, settings, entries, _content_hash(document), ignore)

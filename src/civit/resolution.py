@@ -1,13 +1,21 @@
 """Resolving a manifest into a lock: which version, which file, which destination.
 
-Unpinned entries keep the version an earlier lock had unless ``upgrade`` is asked;
-entries resolve in parallel (:data:`MAX_RESOLVERS` at once) through one lazily made
-API client.
+Only entries that are new or edited are resolved: a lock entry whose ``entry_hash``
+matches a ``[[model]]`` table (and the resolution settings) is kept as it is, so adding
+one entry to a long manifest costs one entry's API calls. Unpinned entries keep the
+version an earlier lock had unless ``upgrade`` is asked; entries resolve in parallel
+(:data:`MAX_RESOLVERS` at once) through one lazily made API client.
+
+The lock is untrusted input. :func:`check_lock_fits` (used by ``install --frozen``)
+proves offline that each entry belongs to its manifest entry and lands inside the
+folder the manifest names; :func:`check_lock` (``civit lock --check``) resolves every
+entry again through the API and lists what the lock says differently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -22,13 +30,23 @@ from civit.downloader import plan_target, subfolder_for
 from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout
-from civit.lockfile import Lock, LockedFile, load_lock, write_lock
+from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref, redact_ref
 from civit.select import check_scans, select_file
 
-__all__ = ["MAX_RESOLVERS", "LazyClient", "LockChange", "lock", "lock_changes", "resolve_lock"]
+__all__ = [
+    "MAX_RESOLVERS",
+    "LazyClient",
+    "LockChange",
+    "LockDifference",
+    "check_lock",
+    "check_lock_fits",
+    "lock",
+    "lock_changes",
+    "resolve_lock",
+]
 
 MAX_RESOLVERS = 8
 
@@ -201,6 +219,7 @@ class _Resolver:
             sha256=sha256,
             blake3=file.hashes.blake3,
             type=file.model_type or version.model_type,
+            entry_hash=entry.content_hash or None,
         )
 
 
@@ -216,6 +235,108 @@ def _check_targets(manifest: Manifest, files: Sequence[LockedFile]) -> None:
             )
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies inside ``folder``, judged on the names alone (``..``
+    collapsed; symlinks inside a WebUI folder are the user's business)."""
+    inner, outer = os.path.normpath(path), os.path.normpath(folder)
+    return os.path.commonpath([inner, outer]) == outer and inner != outer
+
+
+def _entry_mismatch(manifest: Manifest, entry: ModelEntry, locked: LockedFile) -> str | None:
+    """Why ``locked`` cannot be what ``entry`` resolved to; ``None`` if it can be."""
+    if locked.ref != redact_ref(entry.ref):
+        return f"its ref is {locked.ref!r}, but the manifest entry says {redact_ref(entry.ref)!r}"
+    if locked.entry_hash is not None and locked.entry_hash != entry.content_hash:
+        return "it was resolved from another version of this [[model]] entry"
+    pins = (
+        ("version_id", entry.parsed.version_id, locked.version_id),
+        ("model_id", entry.parsed.model_id, locked.model_id),
+        ("file_id", entry.file_id or entry.parsed.file_id, locked.file_id),
+        ("name", entry.name, locked.name),
+    )
+    for key, wanted, found in pins:
+        if wanted is not None and found is not None and wanted != found:
+            return f"its {key} is {found!r}, but the manifest entry pins {wanted!r}"
+    settings = manifest.settings
+    target = locked.target(manifest.folder)
+    folder = entry.dest or settings.dest
+    if folder is not None:
+        if os.path.normpath(target.parent) != os.path.normpath(folder):
+            return f"its dest {locked.dest} is not in {folder}, where the manifest puts it"
+    elif not _within(target, settings.root or manifest.folder):
+        return f"its dest {locked.dest} lies outside {settings.root or manifest.folder}"
+    return None
+
+
+def check_lock_fits(manifest: Manifest, current: Lock) -> None:
+    """Prove offline that ``current`` was made from ``manifest`` as it is now.
+
+    Checks the manifest hash, one ``[[file]]`` per ``[[model]]`` with the same ref, the
+    pins the manifest states (version, model, file id, name), each entry's
+    ``entry_hash`` when it has one, and that every ``dest`` lies in the folder the
+    manifest puts that entry (its ``dest``, ``[settings] dest``, or under ``root``) —
+    so a hand-edited ``dest = "/etc/…"`` or ``../../`` is refused before any write.
+
+    Raises:
+        ManifestError: the first mismatch, naming the entry (exit 2).
+    """
+    lock_name = manifest.lock_path.name
+    if current.manifest_hash != manifest.content_hash:
+        raise ManifestError(
+            f"{manifest.lock_path} is out of date: {manifest.path.name} changed since it "
+            "was locked",
+            hint=FIX_LOCK,
+        )
+    if len(current.files) != len(manifest.entries):
+        raise ManifestError(
+            f"{manifest.lock_path} does not match {manifest.path.name}: {lock_name} has "
+            f"{len(current.files)} [[file]] entries for {len(manifest.entries)} [[model]] "
+            "entries",
+            hint=FIX_LOCK,
+        )
+    for entry, locked in zip(manifest.entries, current.files, strict=True):
+        problem = _entry_mismatch(manifest, entry, locked)
+        if problem is not None:
+            raise ManifestError(
+                f"{manifest.lock_path} does not match {manifest.path.name}: [[file]] "
+                f"#{entry.index} ({locked.ref}): {problem}",
+                hint=FIX_LOCK,
+            )
+
+
+def _kept_entries(manifest: Manifest, previous: Lock | None) -> dict[int, LockedFile]:
+    """The previous lock's entries that still stand, by manifest position.
+
+    An entry is kept when its ``entry_hash`` matches a manifest entry (or, in a lock
+    without entry hashes, when the whole manifest is unchanged), it fits that entry
+    (:func:`_entry_mismatch`), and it is complete: a lock entry without SHA256 and
+    BLAKE3 is resolved again, so a hand-edited SHA256 whose BLAKE3 was deleted does not
+    survive ``civit lock``.
+    """
+    if previous is None:
+        return {}
+    by_hash: dict[str, LockedFile] = {}
+    for earlier in previous.files:
+        if earlier.entry_hash is not None:
+            by_hash.setdefault(earlier.entry_hash, earlier)
+    unchanged_legacy = previous.manifest_hash == manifest.content_hash and len(
+        previous.files
+    ) == len(manifest.entries)
+    kept: dict[int, LockedFile] = {}
+    for position, entry in enumerate(manifest.entries):
+        locked = by_hash.get(entry.content_hash)
+        if locked is None and unchanged_legacy and previous.files[position].entry_hash is None:
+            locked = previous.files[position]
+        if (
+            locked is not None
+            and locked.sha256 is not None
+            and locked.blake3 is not None
+            and _entry_mismatch(manifest, entry, locked) is None
+        ):
+            kept[position] = dataclasses.replace(locked, entry_hash=entry.content_hash)
+    return kept
+
+
 def resolve_lock(
     manifest: Manifest,
     client: LazyClient,
@@ -225,24 +346,28 @@ def resolve_lock(
     cache: HashCache | None,
     allow_unscanned: bool = False,
     known: Mapping[int, Version] | None = None,
+    reuse: bool = True,
 ) -> Lock:
-    """Resolve ``manifest``'s entries (or keep ``previous`` when made from it).
+    """Resolve ``manifest``'s new and edited entries; keep the rest of ``previous``.
 
     Args:
         manifest: the manifest.
-        client: where API calls go, made on first use.
-        previous: the lock as it is, if any (its pins and sizes are kept).
-        upgrade: move unpinned entries to their newest version.
+        client: where API calls go, made on first use (not at all when every entry
+            is kept).
+        previous: the lock as it is, if any (its entries, pins and sizes are kept).
+        upgrade: resolve every entry again; unpinned ones move to their newest version.
         cache: hash cache for the exact sizes of files already present.
         allow_unscanned: accept files whose Civitai scans did not pass.
         known: version records already at hand, by id: pinned entries use them
             instead of asking the API (``civit freeze`` identified them a moment ago).
+        reuse: keep unchanged entries of ``previous``; ``False`` resolves every entry
+            (still keeping its pins), as ``civit lock --check`` does.
 
     Returns:
         The lock.
     """
-    if previous is not None and previous.manifest_hash == manifest.content_hash and not upgrade:
-        return previous
+    kept = _kept_entries(manifest, previous) if reuse and not upgrade else {}
+    wanted = [entry for position, entry in enumerate(manifest.entries) if position not in kept]
     resolver = _Resolver(
         manifest,
         client,
@@ -252,11 +377,129 @@ def resolve_lock(
         allow_unscanned=allow_unscanned,
         known=known,
     )
-    workers = max(1, min(MAX_RESOLVERS, len(manifest.entries)))
+    workers = max(1, min(MAX_RESOLVERS, len(wanted)))
     with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
-        files = list(pool.map(resolver.resolve, manifest.entries))
+        resolved = iter(list(pool.map(resolver.resolve, wanted)))
+    files = [
+        kept[position] if position in kept else next(resolved)
+        for position in range(len(manifest.entries))
+    ]
     _check_targets(manifest, files)
     return Lock(manifest.content_hash, tuple(files))
+
+
+@dataclass(frozen=True)
+class LockDifference:
+    """One thing ``civit.lock`` says differently than the manifest resolves to now.
+
+    Attributes:
+        index: the ``[[file]]``/``[[model]]`` number, from 1 (0: the lock as a whole).
+        ref: the entry's ref (redacted).
+        key: the lock key that differs (``sha256``, ``dest``, ``entries``...).
+        locked: what the lock says.
+        resolved: what resolving the manifest through the API gives.
+    """
+
+    index: int
+    ref: str
+    key: str
+    locked: object
+    resolved: object
+
+    def __str__(self) -> str:
+        where = f"[[file]] #{self.index} ({self.ref})" if self.index else "the lock"
+        return f"{where}: {self.key}: the lock says {self.locked!r}, Civitai says {self.resolved!r}"
+
+
+# Keys compared by ``civit lock --check``; ``size`` is compared with ``size_kb`` instead
+# (only a verified download knows the exact byte count).
+_CHECKED_KEYS = (
+    "ref",
+    "model_id",
+    "version_id",
+    "file_id",
+    "name",
+    "dest",
+    "size_kb",
+    "sha256",
+    "blake3",
+    "type",
+    "entry_hash",
+)
+# Civitai rounds sizeKB; an exact size may differ from it by this much.
+_SIZE_KB_SLACK = 1024
+
+
+def _differences(index: int, locked: LockedFile, fresh: LockedFile) -> list[LockDifference]:
+    found = [
+        LockDifference(index, locked.ref, key, getattr(locked, key), getattr(fresh, key))
+        for key in _CHECKED_KEYS
+        if getattr(locked, key) != getattr(fresh, key)
+    ]
+    if (
+        locked.size is not None
+        and fresh.size_kb is not None
+        and abs(locked.size - fresh.size_kb * 1024) > _SIZE_KB_SLACK
+    ):
+        found.append(LockDifference(index, locked.ref, "size", locked.size, fresh.size_kb * 1024))
+    return found
+
+
+def check_lock(
+    manifest: Manifest | str | os.PathLike[str] = "civit.toml",
+    *,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    allow_unscanned: bool = False,
+) -> tuple[LockDifference, ...]:
+    """Resolve every entry through the API, as ``civit lock`` would, and compare the
+    result with ``civit.lock`` without writing anything (``civit lock --check``).
+
+    Nothing of the lock is trusted but its pins of unpinned entries (the version an
+    entry without ``@version`` is locked to), so a hand-edited SHA256, BLAKE3, file id
+    or destination shows up as a difference. Resolution and lock use the same rules,
+    so a lock ``civit lock`` just wrote has no differences.
+
+    Args:
+        manifest: a :class:`Manifest` or the path of ``civit.toml``.
+        client: API client (default: made from ``settings``).
+        settings: settings for that client.
+        allow_unscanned: as for :func:`lock`.
+
+    Returns:
+        The differences; empty when the lock is exactly what the manifest resolves to.
+
+    Raises:
+        ManifestError: there is no lock, or the manifest is invalid.
+        CivitError: an entry cannot be resolved (its message names the entry).
+    """
+    parsed = as_manifest(manifest)
+    current = load_lock(parsed.lock_path)
+    if current is None:
+        raise ManifestError(f"no {parsed.lock_path} to check", hint=FIX_LOCK)
+    holder = LazyClient(client, settings)
+    try:
+        fresh = resolve_lock(
+            parsed,
+            holder,
+            previous=current,
+            upgrade=False,
+            cache=None,
+            allow_unscanned=allow_unscanned or bool(settings and settings.allow_unscanned),
+            reuse=False,
+        )
+    finally:
+        holder.close()
+    found: list[LockDifference] = []
+    if current.manifest_hash != fresh.manifest_hash:
+        found.append(
+            LockDifference(0, "", "manifest_hash", current.manifest_hash, fresh.manifest_hash)
+        )
+    if len(current.files) != len(fresh.files):
+        found.append(LockDifference(0, "", "entries", len(current.files), len(fresh.files)))
+    for entry, locked, resolved in zip(parsed.entries, current.files, fresh.files, strict=False):
+        found.extend(_differences(entry.index, locked, resolved))
+    return tuple(found)
 
 
 def lock(
@@ -270,11 +513,13 @@ def lock(
 ) -> Lock:
     """Resolve the manifest and write its lock file (only when the content changes).
 
-    An existing lock made from the same manifest is kept as it is, with no API call.
-    Otherwise every entry is resolved again, except that entries without a version
-    pin (``827184``) keep the version the old lock had; ``upgrade`` moves them to the
-    newest version. Pinned entries (``827184@2300001``, AIRs with a version, hashes,
-    download URLs) always resolve to their pin.
+    Entries of the existing lock whose ``[[model]]`` table is unchanged are kept as
+    they are, with no API call; only new and edited entries are resolved (an unchanged
+    manifest costs none). A kept entry must still fit its manifest entry and carry both
+    SHA256 and BLAKE3, else it is resolved again. Entries without a version pin
+    (``827184``) keep the version the old lock had; ``upgrade`` resolves everything and
+    moves them to the newest version. Pinned entries (``827184@2300001``, AIRs with a
+    version, hashes, download URLs) always resolve to their pin.
 
     Args:
         manifest: a :class:`Manifest` or the path of ``civit.toml``.

@@ -11,13 +11,14 @@ from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import count_files, echo_json, say, write_report
 from civit.cli.progress import Progress
 from civit.downloader import long_path_warning
+from civit.errors import UsageError
 from civit.fsutil import human_bytes
 from civit.installer import EntryResult
 from civit.installer import install as install_manifest
 from civit.lockfile import LockedFile, load_lock
-from civit.manifest import load_manifest
+from civit.manifest import Manifest, load_manifest
 from civit.records import Version
-from civit.resolution import LockChange, lock, lock_changes
+from civit.resolution import LockChange, check_lock, lock, lock_changes
 from civit.updates import base_model_family
 
 manifest_option = click.option(
@@ -65,15 +66,32 @@ def describe_lock_change(change: LockChange) -> str:
 @command("lock")
 @manifest_option
 @click.option("--upgrade", is_flag=True, help="Move unpinned entries to their newest version.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Resolve every entry through the API and compare with civit.lock, writing "
+    "nothing: exit 1 if they differ (for CI and lock review).",
+)
 @allow_unscanned_option
 @pass_app
-def lock_command(app: App, manifest_path: Path, upgrade: bool, allow_unscanned: bool) -> int:
+def lock_command(
+    app: App, manifest_path: Path, upgrade: bool, check: bool, allow_unscanned: bool
+) -> int:
     """Resolve civit.toml into civit.lock: version, file, SHA256, destination.
 
-    Entries without a version pin keep the version the lock already has; --upgrade
-    moves them to the newest. Commit civit.lock and install with --frozen in CI.
+    Only new and edited entries are resolved; entries without a version pin keep the
+    version the lock already has, and --upgrade moves them to the newest. Commit
+    civit.lock and install with --frozen in CI.
+
+    --check trusts nothing in civit.lock: it resolves every entry again (the versions
+    of unpinned entries stay as locked) and lists each value the lock says
+    differently, e.g. a hand-edited SHA256 or dest.
     """
     manifest = load_manifest(manifest_path)
+    if check:
+        if upgrade:
+            raise UsageError("--check compares civit.lock as it is; it cannot --upgrade")
+        return _check_command(app, manifest, allow_unscanned=allow_unscanned)
     before = load_lock(manifest.lock_path)
     after = lock(manifest, upgrade=upgrade, settings=app.settings, allow_unscanned=allow_unscanned)
     changes = [] if before == after else lock_changes(before, after, client=app.client)
@@ -101,6 +119,45 @@ def lock_command(app: App, manifest_path: Path, upgrade: bool, allow_unscanned: 
     for change in changes:
         say(describe_lock_change(change))
     return 0
+
+
+def _check_command(app: App, manifest: Manifest, *, allow_unscanned: bool) -> int:
+    differences = check_lock(
+        manifest, client=app.client, settings=app.settings, allow_unscanned=allow_unscanned
+    )
+    if app.json:
+        echo_json(
+            {
+                "manifest": str(manifest.path),
+                "lock": str(manifest.lock_path),
+                "matches": not differences,
+                "differences": [
+                    {
+                        "index": difference.index,
+                        "ref": difference.ref,
+                        "key": difference.key,
+                        "locked": difference.locked,
+                        "resolved": difference.resolved,
+                    }
+                    for difference in differences
+                ],
+            }
+        )
+    if not differences:
+        say(
+            f"{manifest.lock_path.name} matches what {manifest.path.name} resolves to "
+            f"({count_files(len(manifest.entries))})"
+        )
+        return 0
+    say(f"{manifest.lock_path.name} does not match what {manifest.path.name} resolves to:")
+    for difference in differences:
+        say(f"  {difference}")
+    say(
+        "Civitai's records do not back these values: if nobody meant to edit civit.lock, "
+        "restore it from version control; if Civitai changed, delete it, run `civit lock` "
+        "and commit civit.lock"
+    )
+    return 1
 
 
 def _pin(locked: LockedFile | None) -> dict[str, object] | None:
