@@ -448,6 +448,8 @@ def describe_result(result: DownloadResult) -> str:
             f"{human_bytes(rate)}/s{resumed}; verified {checked})"
         )
     notes = [f"  {note}" for note in result.notes]
+    if result.sidecars:
+        notes.insert(0, "  with " + ", ".join(path.name for path in result.sidecars))
     warnings = [f"civit: warning: {warning}" for warning in result.warnings]
     return "\n".join([line, *notes, *warnings])
 
