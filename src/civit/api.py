@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from civit._version import VERSION
+from civit._version import PROJECT_URL, VERSION
 from civit.config import Settings, load_settings, set_variable_hint
 from civit.errors import (
     AuthError,
@@ -56,7 +56,7 @@ __all__ = [
     "using_client",
 ]
 
-USER_AGENT = f"civit/{VERSION} (+https://github.com/civit/civit)"
+USER_AGENT = f"civit/{VERSION} (+{PROJECT_URL})"
 
 TOKEN_HINT = (
     "create an API key at https://civitai.com/user/account (API Keys) and set it with "

@@ -51,7 +51,9 @@ __all__ = [
     "require_s3_support",
 ]
 
-S3_EXTRA_HINT = "install the S3 extra: pip install 'civit[s3]'"
+S3_EXTRA_HINT = (
+    "install boto3, the S3 extra: pip install boto3 (pip install 'civit[s3]' once civit is on PyPI)"
+)
 CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may "
     "read and write this bucket"

@@ -24,7 +24,6 @@ import click
 from civit.cli.app import App, cli
 from civit.cli.output import echo_json, prepare_console, say
 from civit.errors import INTERRUPTED_EXIT_CODE, CivitError, Interrupted
-from civit.fsutil import human_bytes
 
 __all__ = ["cli", "main"]
 
@@ -61,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _resume_hint(kept: Sequence[tuple[str, int]]) -> str:
     """``run the same command again to resume (12.50 MiB kept in x.part)``."""
+    from civit.fsutil import human_bytes
+
     parts = [f"{human_bytes(count)} kept in {path}" for path, count in kept]
     return f"run the same command again to resume ({'; '.join(parts)})"
 

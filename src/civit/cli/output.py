@@ -18,7 +18,6 @@ from typing import TextIO
 import click
 
 from civit.errors import CivitError
-from civit.fsutil import atomic_write
 
 # What a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
 # controls (8-bit CSI, OSC...), and the bidi marks, embeddings, overrides and isolates
@@ -98,6 +97,8 @@ def write_report(path: Path, document: object) -> None:
     Raises:
         CivitError: the file cannot be written.
     """
+    from civit.fsutil import atomic_write  # not needed by most commands: keep start-up lean
+
     text = _json_text(document, ascii_only=False) + "\n"
     try:
         special = not stat.S_ISREG(path.stat().st_mode)
