@@ -91,6 +91,7 @@ def test_a_damaged_entry_is_dropped(tmp_path: Path) -> None:
     digest = entry.name
     cache = HashCache(tmp_path / "cache.sqlite3")
     assert store.verified_digests(digest, cache=cache) == {"sha256": digest.upper()}
+    entry.chmod(0o644)  # verified entries are read-only; rot does not ask
     entry.write_bytes(b"rotten bytes")
     assert store.verified_digests(digest, cache=cache) is None
     assert not entry.exists()
@@ -145,6 +146,7 @@ def test_a_damaged_store_entry_is_fetched_again(
     civit.install(comfy, client=client, store=store, **ENGINE)
     entry = Store(store).path_for(fake.file(LORA).sha256)
     (tmp_path / "comfy/webui/models/loras" / LORA_NAME).unlink()
+    entry.chmod(0o644)  # verified entries are read-only; rot does not ask
     entry.write_bytes(b"bit rot")  # the inode (and its cache row) changes
     fake.clear_log()
     report = civit.install(a1111, client=client, store=store, **ENGINE)

@@ -354,6 +354,7 @@ class _Installer:
             digests = self.store.verified_digests(locked.sha256, cache=self.cache)
             if digests is None:
                 fetched = self._fetch(key, locked, entry)
+                self.store.seal(entry)
             else:
                 fetched = _Fetched(entry.stat().st_size, digests, 0, "store")
             link = link_or_copy(entry, target)

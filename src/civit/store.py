@@ -12,8 +12,15 @@ instead. A destination already linked to its store entry costs one ``stat``.
 
 Store entries are ordinary files, so ``civit verify`` checks one against its own name
 (:func:`expected_from_store_path`). Filling the store is the caller's business
-(:mod:`civit.manifest` fetches into :meth:`Store.path_for`): this module only knows
-paths, proof of content and links.
+(:mod:`civit.installer` fetches into :meth:`Store.path_for`, then :meth:`Store.seal`):
+this module only knows paths, proof of content and links.
+
+Entries are made read-only once verified, so a WebUI or an editor writing to a
+hardlinked copy fails instead of silently changing every copy. Trust in an unchanged
+entry is stat-based (the hash cache keys on device, inode, size and mtime): an
+in-place overwrite that restores the mtime is not noticed until ``civit verify
+--no-cache`` reads the bytes again. Only a regular file is ever linked: a symlink
+planted as an entry is removed and fetched again, never followed by ``os.link``.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ import errno
 import os
 import re
 import shutil
+import stat
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from civit.errors import CivitError
-from civit.fsutil import commit
+from civit.fsutil import commit, open_regular
 from civit.hashcache import CacheOption
 from civit.hashing import hash_file
 from civit.records import Hashes
@@ -83,13 +92,38 @@ class Store:
             ``{"sha256": HEX}``, or ``None`` if the entry is missing or was damaged.
         """
         path = self.path_for(sha256)
-        if not path.is_file():
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode):  # a symlink (or worse) planted in the store
+            _remove(path)
             return None
         digests = hash_file(path, ("sha256",), cache=cache)
         if digests["sha256"].lower() == sha256.lower():
+            self.seal(path)
             return digests
-        path.unlink(missing_ok=True)
+        _remove(path)
         return None
+
+    def seal(self, entry: Path) -> None:
+        """Make a verified entry read-only (its hardlinked copies too: one inode).
+
+        Best effort: a file system without permissions keeps the entry as it is.
+        """
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(os.lstat(entry).st_mode)
+            if mode & 0o222:
+                entry.chmod(mode & ~0o222)
+
+
+def _remove(path: Path) -> None:
+    """Delete a store entry (the link itself, for a symlink); Windows refuses to delete
+    a read-only file, so it is made writable first."""
+    if sys.platform == "win32" and not path.is_symlink():
+        with contextlib.suppress(OSError):
+            path.chmod(stat.S_IWRITE | stat.S_IREAD)
+    path.unlink(missing_ok=True)
 
 
 def link_or_copy(source: Path, target: Path) -> LinkOutcome:
@@ -109,6 +143,15 @@ def link_or_copy(source: Path, target: Path) -> LinkOutcome:
     Raises:
         CivitError: neither a link nor a copy could be made (permissions, disk full).
     """
+    try:
+        entry = os.lstat(source)
+    except OSError as exc:
+        raise CivitError(f"cannot read store entry {source}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(entry.st_mode):
+        raise CivitError(
+            f"store entry {source} is not a regular file (a symlink?); not linking it",
+            hint="delete it: civit fetches the file again",
+        )
     with contextlib.suppress(OSError):
         if source.samefile(target):
             return "present"
@@ -116,13 +159,19 @@ def link_or_copy(source: Path, target: Path) -> LinkOutcome:
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         try:
-            os.link(source, temporary)
+            _link(source, temporary)
             outcome: LinkOutcome = "linked"
         except OSError as exc:
             if exc.errno not in _NO_LINK_ERRNOS:
                 raise
-            shutil.copyfile(source, temporary)
+            _copy(source, temporary, entry)
             outcome = "copied"
+        if outcome == "linked":
+            placed = os.lstat(temporary)
+            _check_same(source, entry, placed)
+        if sys.platform == "win32":  # Windows will not rename over a read-only file
+            with contextlib.suppress(OSError):
+                target.chmod(stat.S_IWRITE | stat.S_IREAD)
         commit(temporary, target, durable=outcome == "copied")
     except OSError as exc:
         temporary.unlink(missing_ok=True)
@@ -130,7 +179,34 @@ def link_or_copy(source: Path, target: Path) -> LinkOutcome:
             f"cannot place {target} from the store: {exc.strerror or exc}",
             hint="check that the folder is writable and has space",
         ) from exc
+    except CivitError:
+        temporary.unlink(missing_ok=True)
+        raise
     return outcome
+
+
+def _link(source: Path, temporary: Path) -> None:
+    """A hardlink to ``source`` itself: never to what a symlink there points at."""
+    if os.link in os.supports_follow_symlinks:
+        os.link(source, temporary, follow_symlinks=False)
+    else:  # pragma: no cover - Windows, where os.link does not follow symlinks anyway
+        os.link(source, temporary)
+
+
+def _copy(source: Path, temporary: Path, entry: os.stat_result) -> None:
+    """Copy the regular file ``entry`` describes (never a FIFO or file swapped in)."""
+    with os.fdopen(open_regular(source), "rb") as reader, temporary.open("xb") as writer:
+        _check_same(source, entry, os.fstat(reader.fileno()))
+        shutil.copyfileobj(reader, writer, 1024 * 1024)
+
+
+def _check_same(source: Path, entry: os.stat_result, placed: os.stat_result) -> None:
+    """The file linked or copied must be the regular file that was checked."""
+    if (placed.st_dev, placed.st_ino) != (entry.st_dev, entry.st_ino):
+        raise CivitError(
+            f"store entry {source} changed while it was being placed; not using it",
+            hint="run the command again",
+        )
 
 
 def expected_from_store_path(path: str | os.PathLike[str]) -> Hashes | None:
