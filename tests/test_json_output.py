@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 import civit
+from civit.cli import cli
 from civit.testing import FakeCivitai
 from json_schemas import SCHEMAS, Enum, Map, assert_matches, field_names, problems
 
@@ -90,6 +92,8 @@ def test_lock_and_install(civit_cli, fake: FakeCivitai, tmp_path: Path) -> None:
     assert report["entries"][1]["error"]["exit_code"] == 7
     again = document_of(civit_cli("lock", "-f", manifest.path, "--json"), "lock")
     assert again["written"] is False and again["changes"] == []
+    checked = civit_cli("lock", "-f", manifest.path, "--check", "--json")
+    assert document_of(checked, "lock --check")["matches"] is True
 
 
 def test_freeze_and_mirror_push(civit_cli, fake: FakeCivitai, tmp_path: Path) -> None:
@@ -165,6 +169,23 @@ def test_install_and_get_agree_on_the_rule(civit_cli, fake: FakeCivitai, tmp_pat
 
 
 # -- the docs --------------------------------------------------------------------------
+
+
+def test_every_command_has_a_schema() -> None:
+    """A new command must say what its --json prints (here and in docs/json.md)."""
+    context = click.Context(cli)
+
+    def paths(group: click.Group, prefix: str) -> list[str]:
+        found = []
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            if isinstance(command, click.Group):
+                found += paths(command, f"{prefix}{name} ")
+            else:
+                found.append(f"{prefix}{name}")
+        return found
+
+    assert sorted(set(paths(cli, "")) - set(SCHEMAS)) == []
 
 
 def test_docs_describe_every_command_and_field() -> None:
