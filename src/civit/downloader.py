@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from civit.api import Client
+from civit.api import Client, using_client
 from civit.bulk import choose_files
 from civit.errors import CivitError, IntegrityError, NotFoundError, UsageError
 from civit.fsutil import make_folder
@@ -275,7 +275,7 @@ def write_download_sidecars(
     result: DownloadResult,
     version: Version,
     *,
-    client: Client,
+    client: Client | None = None,
     preview_nsfw: str | int | None = "pg13",
 ) -> DownloadResult:
     """Write the sidecars the result's WebUI reads beside it (see
@@ -289,7 +289,8 @@ def write_download_sidecars(
         result: a download's result (its ``layout`` picks the card).
         version: the file's version record, as fetched with ``full=True``.
         client: fetches the model record and the preview (never sending the token to
-            the image host).
+            the image host); one is made from the environment and config (and closed)
+            when omitted.
         preview_nsfw: the highest image level for a preview, or ``none``.
 
     Returns:
@@ -298,14 +299,15 @@ def write_download_sidecars(
     Raises:
         CivitError: a sidecar cannot be written. UsageError: a bad ``preview_nsfw``.
     """
-    written = write_for_layout(
-        result.path,
-        version,
-        layout=result.layout,
-        client=client,
-        sha256=result.sha256,
-        preview_nsfw=preview_nsfw,
-    )
+    with using_client(client) as api:
+        written = write_for_layout(
+            result.path,
+            version,
+            layout=result.layout,
+            client=api,
+            sha256=result.sha256,
+            preview_nsfw=preview_nsfw,
+        )
     return replace(result, sidecars=written.written, notes=(*result.notes, *written.notes))
 
 
@@ -419,7 +421,7 @@ def download(
 
     with contextlib.ExitStack() as cleanup:
         hashes = cleanup.enter_context(opened_cache(cache))
-        api = client if client is not None else cleanup.enter_context(Client())
+        api = cleanup.enter_context(using_client(client))
         placement, link = _settle_checkpoint_kind(plan(), file, api, hashes, verify, plan)
         placement.prepare()
         target = placement.path
@@ -634,7 +636,7 @@ def get(
     """
     parsed = parse_ref(ref) if isinstance(ref, str) else ref
     with contextlib.ExitStack() as cleanup:
-        api = client if client is not None else cleanup.enter_context(Client())
+        api = cleanup.enter_context(using_client(client))
         (planned,) = choose_files(
             parsed, client=api, type=type, format=format, fp=fp, size=size, full=write_info
         )
