@@ -179,7 +179,9 @@ def test_deep_json_on_the_command_line_exits_1(civit_cli, monkeypatch: pytest.Mo
 # -- sizeKB out of range (13.12): records stay tolerant ------------------------------
 
 
-@pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN", "1e400", "-5", '"big"'])
+@pytest.mark.parametrize(
+    "value", ["Infinity", "-Infinity", "NaN", "1e400", "1e308", "-5", '"big"', '"1e999"']
+)
 def test_a_size_kb_that_is_no_size_reads_as_unknown(value: str) -> None:
     (file,) = Version.from_json(
         json.loads(f'{{"id": 1, "files": [{{"id": 2, "name": "x", "sizeKB": {value}}}]}}')
@@ -216,3 +218,23 @@ def test_info_and_get_work_with_an_infinite_size_kb(
         run = civit_cli("get", "@368189", "--dest", tmp_path)
     assert run.code == 0, run.err
     assert (tmp_path / "add-detail-xl.safetensors").stat().st_size == fake.file(3000001).length
+
+
+def test_an_id_of_5000_digits_is_no_id() -> None:
+    assert File.from_json({"id": "1" * 5000, "name": "x"}) is None
+    assert Version.from_json({"id": 1, "modelId": "9" * 5000}).model_id is None  # type: ignore[union-attr]
+
+
+def test_a_hash_whose_version_names_no_model_is_a_clear_error(
+    civit_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = "A" * 64
+
+    def version(handler: ScriptedHandler) -> None:
+        handler.answer(200, json.dumps({"id": 5, "name": "v", "files": []}).encode())
+
+    with scripted_server({f"/api/v1/model-versions/by-hash/{digest}": version}) as server:
+        monkeypatch.setenv("CIVITAI_BASE_URL", server.url)
+        run = civit_cli("info", digest)
+    assert run.code == 1
+    assert "did not say which model version 5 belongs to" in run.err

@@ -99,6 +99,14 @@ def test_deeply_nested_toml_is_a_manifest_error(civit_cli, tmp_path: Path) -> No
     assert "nest too deeply" in run.err
 
 
+def test_a_toml_date_where_a_string_belongs_is_a_manifest_error(civit_cli, tmp_path: Path) -> None:
+    manifest = tmp_path / "civit.toml"
+    manifest.write_text('[settings]\ndest = "m"\n\n[[model]]\nref = 1979-05-27T07:32:00Z\n')
+    run = civit_cli("lock", "-f", manifest)
+    assert run.code == 2
+    assert "ref is required" in run.err
+
+
 def test_a_deeply_nested_lock_is_damaged(civit_cli, tmp_path: Path) -> None:
     manifest = civit.write_manifest(tmp_path / "civit.toml", ["328553"], settings={"dest": "m"})
     manifest.lock_path.write_text(

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from civit.api import Client
-from civit.errors import NotDownloadableError
+from civit.errors import NotDownloadableError, ResponseError
 from civit.records import File, Version, with_variants
 from civit.refs import Ref, parse_ref
 from civit.select import select_file, select_files
@@ -96,8 +96,10 @@ def choose_files(
         return [PlannedFile(version, file) for file in files]
     model_id = parsed.model_id
     if model_id is None or parsed.hash is not None:
-        model_id = client.get_version_for(parsed).model_id
-    assert model_id is not None, "Civitai versions name their model"
+        found = client.get_version_for(parsed)
+        model_id = found.model_id
+        if model_id is None:
+            raise ResponseError(f"Civitai did not say which model version {found.id} belongs to")
     planned: list[PlannedFile] = []
     for listed in client.get_model(model_id).versions:
         version = client.get_version(listed.id) if full else listed

@@ -29,7 +29,7 @@ import tomli_w
 from civit.errors import ManifestError
 from civit.fsutil import atomic_write, read_regular_file
 from civit.layouts import safe_filename
-from civit.records import Hashes
+from civit.records import MAX_SIZE_KB, Hashes
 from civit.refs import redact_ref
 
 if sys.version_info >= (3, 11):
@@ -223,7 +223,7 @@ def _locked_file(table: object) -> LockedFile:
         isinstance(size_kb, bool)
         or not isinstance(size_kb, (int, float))
         or not math.isfinite(size_kb)
-        or size_kb < 0
+        or not 0 <= size_kb <= MAX_SIZE_KB
     ):
         raise ValueError(f"size_kb must be a size in KiB, not {size_kb!r}")
     for name in ("sha256", "blake3"):

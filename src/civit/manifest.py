@@ -289,7 +289,10 @@ def _entry_meaning(table: object) -> object:
 
 
 def _digest(meaning: object) -> str:
-    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # default=str: TOML dates and times are not JSON; validation rejects them later.
+    canonical = json.dumps(
+        meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

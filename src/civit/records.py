@@ -94,20 +94,30 @@ def _int(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        try:
+            return int(value)
+        except ValueError:  # more digits than Python converts: no id is that long
+            return None
     return None
 
 
+#: The largest ``sizeKB`` taken as a size (8 PiB): beyond it, bytes overflow arithmetic.
+MAX_SIZE_KB = 2.0**43
+
+
 def _size(value: object) -> float | None:
-    """A non-negative finite number (JSON may say ``Infinity``, ``NaN`` or ``1e400``)."""
+    """A size in KiB: finite, not negative, not absurd (JSON may say ``Infinity``,
+    ``NaN``, ``1e400`` or ``1e308``)."""
     if isinstance(value, bool):
         return None
     try:
         number = float(value) if isinstance(value, (int, float, str)) else None
     except (ValueError, OverflowError):  # not a number; an int too large for a float
         return None
-    return number if number is not None and math.isfinite(number) and number >= 0 else None
+    if number is None or not math.isfinite(number) or not 0 <= number <= MAX_SIZE_KB:
+        return None
+    return number
 
 
 def _bool(value: object) -> bool | None:

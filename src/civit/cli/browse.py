@@ -8,7 +8,7 @@ from civit import records
 from civit.api import Client
 from civit.cli.app import App, command, pass_app
 from civit.cli.output import echo, echo_json, format_table, say
-from civit.errors import CivitError, NotFoundError
+from civit.errors import NotFoundError, ResponseError
 from civit.refs import Ref, parse_ref
 from civit.select import describe_file
 
@@ -53,15 +53,10 @@ def render_model(model: records.Model, *, only_version: int | None = None) -> st
 
 
 def _model_for(client: Client, ref: Ref) -> tuple[records.Model, int | None]:
-    if ref.hash is not None:
-        version = client.get_version_by_hash(ref.hash)
-        assert version.model_id is not None
-        return client.get_model(version.model_id), version.id
-    if ref.model_id is None:
-        assert ref.version_id is not None
-        version = client.get_version(ref.version_id)
+    if ref.hash is not None or ref.model_id is None:
+        version = client.get_version_for(ref)  # by hash, or the version ref's own record
         if version.model_id is None:
-            raise CivitError(f"Civitai did not say which model version {version.id} belongs to")
+            raise ResponseError(f"Civitai did not say which model version {version.id} belongs to")
         return client.get_model(version.model_id), version.id
     return client.get_model(ref.model_id), ref.version_id
 
