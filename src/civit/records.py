@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from civit.errors import IntegrityError, UsageError
-from civit.layouts.filenames import safe_filename
 
 __all__ = [
     "FILE_PREFERENCES",
@@ -77,6 +76,15 @@ def preview_level(setting: str | int | None) -> int | None:
         f"unknown preview NSFW level {setting!r}",
         hint="use pg, pg13, r, x, xxx or none (previews no more explicit than that)",
     )
+
+
+def _safe_filename(name: str, *, variant: str | None = None) -> str:
+    """:func:`civit.layouts.safe_filename`, imported on first use: the layouts package
+    loads every WebUI's tables, and ``civit hash`` (which needs these records' digest
+    names, not file names) should not pay for that at start-up."""
+    from civit.layouts.filenames import safe_filename
+
+    return safe_filename(name, variant=variant)
 
 
 def _str(value: object) -> str | None:
@@ -317,7 +325,7 @@ class File:
     def local_name(self) -> str:
         """The name civit saves the file under: Civitai's name made safe, with
         ``_<variant>`` before the extension when the version has a same-named file."""
-        return safe_filename(self.name, variant=self.variant)
+        return _safe_filename(self.name, variant=self.variant)
 
 
 #: Among files that fit a request, what is preferred, strongest first, as
@@ -368,7 +376,7 @@ def with_variants(
     listed = tuple(files)
     groups: dict[str, list[File]] = {}
     for file in listed:
-        groups.setdefault(safe_filename(file.name).casefold(), []).append(file)
+        groups.setdefault(_safe_filename(file.name).casefold(), []).append(file)
     tags: dict[int, str] = {}
     for group in groups.values():
         if len(group) < 2:
@@ -388,7 +396,7 @@ def with_variants(
     for file_id, tag in tags.items():
         unique = tag and repeated[tag] == 1
         if unique:
-            name = safe_filename(next(f.name for f in listed if f.id == file_id), variant=tag)
+            name = _safe_filename(next(f.name for f in listed if f.id == file_id), variant=tag)
             unique = name.casefold() not in taken
         tags[file_id] = tag if unique else f"{tag}_{file_id}".lstrip("_")
     return tuple(replace(f, variant=tags[f.id]) if f.id in tags else f for f in listed)
