@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,21 @@ def test_error_exit_codes() -> None:
     for error, code in codes.items():
         assert error.exit_code == code, error
         assert issubclass(error, civit.CivitError)
+
+
+def test_civit_hash_stays_light(tmp_path: Path) -> None:
+    """``civit hash`` often answers from the hash cache in milliseconds: it must not load
+    the API client, the download engine, the WebUI tables or tqdm (off a terminal)."""
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"x" * 1000)
+    heavy = ["httpx", "tqdm", "ssl", "civit.api", "civit.transfer", "civit.layouts"]
+    script = (
+        "import sys; from civit.cli import main\n"
+        f"try:\n    main(['hash', {str(model)!r}])\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    env = {**os.environ, "CIVIT_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout.splitlines()[-1] == "[]"
