@@ -279,6 +279,20 @@ def test_a_bad_redirect_is_a_civit_error(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("location", ["http://127.0.0.1:notaport/x", "http://[::1/x"])
+def test_a_bad_link_from_the_download_endpoint_is_a_civit_error(
+    client: Client, fake: FakeCivitai, tmp_path: Path, location: str
+) -> None:
+    file = next(f for f in client.get_version(368189).files if f.id == LORA)
+    fake.fail_api(307, times=5, location=location + "?sig=SECRET", body="")
+    fake.clear_log()
+    with pytest.raises(ResponseError, match="invalid address") as info:
+        download(file, client=client, dest=tmp_path, **FAST_ENGINE)
+    assert "SECRET" not in str(info.value)
+    assert len(fake.requests) == 1  # not retried: no retry makes it a URL
+    assert leftovers(tmp_path) == []
+
+
 # -- 13.3: links are encoded, and never printed ----------------------------------------
 
 

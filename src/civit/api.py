@@ -330,6 +330,13 @@ class Client:
                     method, url, params=params, json_body=json_body, short_answer=short_answer
                 )
             except httpx.TransportError as exc:
+                if isinstance(exc, httpx.RemoteProtocolError) and "location" in str(exc).lower():
+                    # A redirect to an address that is not a URL: no retry makes it one.
+                    raise ResponseError(
+                        f"Civitai redirected to an invalid address from {redact_url(url)}",
+                        url=url,
+                        hint="run the same command again; report it if it keeps happening",
+                    ) from exc
                 last_response = None
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except httpx.HTTPError as exc:

@@ -58,6 +58,7 @@ class ApiFailure:
     times_left: int
     retry_after: str | None
     body: str | None
+    location: str | None = None
 
 
 @dataclass(frozen=True)

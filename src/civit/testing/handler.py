@@ -299,6 +299,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fail(self, failure: ApiFailure) -> None:
         headers = [("Retry-After", failure.retry_after)] if failure.retry_after else []
+        if failure.location is not None:
+            headers.append(("Location", failure.location))
         if failure.body is not None:
             content_type = "application/json; charset=utf-8"
             if not failure.body.lstrip().startswith(("{", "[")):

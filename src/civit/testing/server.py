@@ -381,6 +381,7 @@ class FakeCivitai:
         times: int = 1,
         retry_after: str | None = None,
         body: str | None = None,
+        location: str | None = None,
     ) -> None:
         """Make the next ``times`` requests to ``/api/v1/*`` and ``/api/download/*`` fail.
 
@@ -389,9 +390,10 @@ class FakeCivitai:
             times: how many requests fail.
             retry_after: a ``Retry-After`` value to send (seconds or an HTTP date).
             body: the exact body (default: ``{"error": "<reason phrase>"}``).
+            location: a ``Location`` header to send (e.g. a broken redirect with 307).
         """
         with self._lock:
-            self._api_failure = ApiFailure(status, times, retry_after, body)
+            self._api_failure = ApiFailure(status, times, retry_after, body, location)
 
     def expire_links(self) -> None:
         """Expire every CDN link issued so far; new ones work."""
