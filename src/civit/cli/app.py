@@ -5,10 +5,14 @@ Adding a command: write it in the module of its kind (``browse``, ``fetching``,
 ``@command(...)`` from here (it adds the shared options: ``--json``, ``-q``,
 ``--base-url``, ``--token``, ``-v``, accepted before or after the command name) and
 ``@pass_app``, then name it in :data:`COMMANDS`. Read ``app.json`` / ``app.quiet``
-instead of declaring those options again, and render through
-:mod:`civit.cli.output` (``emit`` for the ``--json`` document). Commands are imported
-only when they run, so keep heavy imports inside the module of the command that
-needs them.
+instead of declaring those options again. Print human text with
+:mod:`civit.cli.output` (``echo``, ``say``) and the ``--json`` document with
+``output.echo_json`` (a failed item carries ``CivitError.as_json()`` under ``error``;
+raise a ``CivitError`` for a failed command: ``civit.cli.main`` renders it, with
+``--json`` as ``{"error": {...}}``); progress through :class:`civit.cli.progress.Progress`.
+Give it a schema in ``tests/json_schemas.py`` and a section in ``docs/json.md`` (a
+test fails without them). Commands are imported only when they run, so keep heavy
+imports inside the module of the command that needs them.
 """
 
 from __future__ import annotations
