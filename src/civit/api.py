@@ -40,7 +40,7 @@ from civit.errors import (
 from civit.network import ProxyRules, httpx_mounts, proxy_rules, tls_context
 from civit.records import HashMatch, Model, ModelPage, Version
 from civit.refs import Ref
-from civit.responses import ACCEPT_ENCODING, read_bounded, too_large
+from civit.responses import ACCEPT_ENCODING, read_bounded
 from civit.select import newest_version
 
 __all__ = [
@@ -382,10 +382,7 @@ class Client:
         short = short_answer or streamed.status_code >= 300
         limit = SHORT_ANSWER_LIMIT if short else self.max_answer_bytes
         what = f"the answer from {redact_url(url)}"
-        body = read_bounded(streamed, limit=limit, deadline=deadline, what=what)
-        if body.truncated and not short:
-            raise too_large(what, limit, url)
-        return body.response
+        return read_bounded(streamed, limit=limit, deadline=deadline, what=what, cut=short).response
 
     def _raise_for_status(self, response: httpx.Response, what: str) -> None:
         status = response.status_code

@@ -22,7 +22,7 @@ import httpx
 from civit.errors import NetworkError, ResponseError
 from civit.fsutil import human_bytes
 
-__all__ = ["ACCEPT_ENCODING", "BoundedBody", "read_bounded", "too_large"]
+__all__ = ["ACCEPT_ENCODING", "BoundedBody", "read_bounded"]
 
 #: What the API client asks for: the encodings :func:`read_bounded` can bound.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -69,55 +69,66 @@ def _decoder(response: httpx.Response) -> Callable[[bytes, int], bytes] | None:
     return decode
 
 
+# Decoded bytes produced per decompression step: a bomb's expansion arrives in slices
+# of this size, never as one huge buffer.
+_DECODE_STEP = 1024 * 1024
+
+
 def read_bounded(
-    response: httpx.Response, *, limit: int, deadline: float, what: str
+    response: httpx.Response, *, limit: int, deadline: float, what: str, cut: bool = False
 ) -> BoundedBody:
     """Read a streamed ``response`` into memory, keeping at most ``limit`` bytes.
 
     Args:
         response: a response from ``httpx.Client.send(..., stream=True)``; it is closed.
-        limit: the most decoded bytes to keep; reading stops once more arrive.
+        limit: the most decoded bytes to keep.
         deadline: a :func:`time.monotonic` time by which the body must be complete.
-        what: how messages name the answer ("the answer for model 827184").
+        what: how messages name the answer ("the answer from https://…").
+        cut: keep the first ``limit`` bytes of a longer body (error pages: their start
+            says enough); otherwise a longer body is an error.
 
     Returns:
         The fully read response (without ``Content-Encoding``) and whether it was cut.
 
     Raises:
         NetworkError: the body was still arriving at ``deadline``.
-        ResponseError: an unexpected encoding, or a body that does not decompress.
+        ResponseError: more than ``limit`` bytes (unless ``cut``), an unexpected
+            encoding, or a body that does not decompress.
         httpx.TransportError: the connection failed mid-body (the caller retries).
     """
+    url = str(response.request.url)
     try:
         decode = _decoder(response)
         body = bytearray()
         truncated = False
         for chunk in response.iter_raw():
             data = chunk
-            while data or (decode is not None and not truncated):
-                decoded = decode(data, limit - len(body) + 1) if decode is not None else data
-                data = b""
+            while not truncated:
+                if decode is None:
+                    decoded, data = data, b""
+                else:
+                    decoded = decode(data, min(limit - len(body) + 1, _DECODE_STEP))
+                    data = b""
+                if not decoded:
+                    break
                 body += decoded
-                if len(body) > limit:
-                    truncated = True
-                    break
-                if decode is None or not decoded:
-                    break
+                truncated = len(body) > limit
             if truncated:
                 break
             if time.monotonic() > deadline:
                 raise NetworkError(
                     f"{what} was still arriving after the API deadline "
                     f"({len(body):,} bytes so far)",
-                    url=str(response.request.url),
+                    url=url,
                     hint="the service is too slow right now; try again later",
                 )
     except zlib.error as exc:
-        raise ResponseError(
-            f"{what} does not decompress ({exc})", url=str(response.request.url)
-        ) from exc
+        raise ResponseError(f"{what} does not decompress ({exc})", url=url) from exc
     finally:
         response.close()
+    if truncated and not cut:
+        raise _too_large(what, limit, url)
+    del body[limit:]
     headers = [
         (name, value)
         for name, value in response.headers.multi_items()
@@ -126,7 +137,7 @@ def read_bounded(
     rebuilt = httpx.Response(
         response.status_code,
         headers=headers,
-        content=bytes(body[:limit]),
+        content=bytes(body),
         request=response.request,
         extensions={
             key: response.extensions[key]
@@ -137,7 +148,7 @@ def read_bounded(
     return BoundedBody(rebuilt, truncated)
 
 
-def too_large(what: str, limit: int, url: str) -> ResponseError:
+def _too_large(what: str, limit: int, url: str) -> ResponseError:
     """The error for an answer larger than the configured limit."""
     return ResponseError(
         f"{what} is larger than {human_bytes(limit)}, more than any Civitai answer should be",
