@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from civit import Client, RetryPolicy
 from civit.cli import main
 from civit.testing import Catalog, FakeCivitai, FakeModel, default_catalog
 
@@ -27,6 +28,18 @@ def fake(default_models: Sequence[FakeModel]) -> Iterator[FakeCivitai]:
     with FakeCivitai(catalog=Catalog(default_models)) as server:
         yield server
     assert server.errors == [], f"FakeCivitai raised while serving: {server.errors!r}"
+
+
+@pytest.fixture
+def client(fake: FakeCivitai) -> Iterator[Client]:
+    """An API client for ``fake`` with its token and quick retries (modules may define
+    their own ``client`` instead)."""
+    with Client(
+        base_url=fake.url,
+        token=fake.token,
+        retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05),
+    ) as api:
+        yield api
 
 
 @pytest.fixture(autouse=True)

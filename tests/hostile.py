@@ -8,11 +8,13 @@ HTTP/1.1, like :class:`civit.testing.FakeCivitai`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 Route = Callable[["ScriptedHandler"], None]
 
@@ -115,3 +117,24 @@ def gzip_bomb(expanded: int) -> bytes:
     block = bytes(1024 * 1024)
     parts = [packer.compress(block) for _ in range(expanded // len(block))]
     return b"".join(parts) + packer.flush()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A static file server for ``folder`` (a mirror serving whatever it was given)."""
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -13,26 +13,19 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import civit
-from civit import Client, ManifestError, RetryPolicy
+from civit import Client, ManifestError
 from civit.lockfile import Lock
 from civit.resolution import check_lock_fits
 from civit.testing import FakeCivitai
+from hostile import serve_folder
 from json_schemas import SCHEMAS, assert_matches
 
-FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
 TWO = ["328553", "827184@2514310"]
-
-
-@pytest.fixture
-def client(fake: FakeCivitai) -> Iterator[Client]:
-    with Client(base_url=fake.url, token=fake.token, retry=FAST) as api:
-        yield api
 
 
 @pytest.fixture
@@ -236,32 +229,6 @@ def test_install_relocks_a_tampered_digest_before_the_mirror_can_serve_it(
     assert Lock.loads(manifest.lock_path.read_text()).files[0].sha256 == (
         fake.file(3000001).sha256.upper()
     )
-
-
-def serve_folder(folder: Path):  # type: ignore[no-untyped-def]
-    import contextlib
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    @contextlib.contextmanager
-    def running() -> Iterator[str]:
-        server = ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder))
-        )
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-
-    return running()
 
 
 # -- 13.15: incremental locking ----------------------------------------------------------

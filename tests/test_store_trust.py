@@ -11,28 +11,20 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import civit
-from civit import Client, RetryPolicy
+from civit import Client
 from civit.errors import CivitError
 from civit.store import Store, link_or_copy
 from civit.testing import FakeCivitai
 
-FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 ENGINE = {"retry_base": 0.01, "stall_timeout": 2.0}
 LORA = 3000001
 LORA_NAME = "add-detail-xl.safetensors"
 needs_symlinks = pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges")
-
-
-@pytest.fixture
-def client(fake: FakeCivitai) -> Iterator[Client]:
-    with Client(base_url=fake.url, token=fake.token, retry=FAST) as api:
-        yield api
 
 
 def lora_project(tmp_path: Path) -> civit.Manifest:
