@@ -371,31 +371,48 @@ def test_an_unreachable_endpoint_falls_back_to_civitai(
 
 
 @pytest.fixture(scope="session")
-def strict_s3_endpoint() -> Iterator[str]:
-    """A second moto server, in its own process, that checks credentials (IAM on)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def strict_s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second moto server, in its own process, that checks credentials (IAM on).
+
+    The free port is found by binding and releasing it, so another server started at
+    the same moment (other xdist workers start theirs too) may take it first: then the
+    process exits, and it is started again on a new port.
+    """
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
-         "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path_factory.mktemp("strict-moto") / "server.log"
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from moto.server import main; main()", "-H",
+                 "127.0.0.1", "-p", str(port)],
+                env=env, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        if _wait_for_port(process, port, timeout=60):
+            break
+        process.kill()
+        process.wait(10)
+    else:
+        raise RuntimeError(f"the strict moto server did not start: {log.read_text()[-2000:]}")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the strict moto server did not start") from None
-                time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, *, timeout: float) -> bool:
+    """Whether ``process`` accepts connections on ``port`` before it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def test_wrong_credentials_get_a_clear_message_and_civitai_takes_over(
