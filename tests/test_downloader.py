@@ -26,8 +26,8 @@ from civit import (
     get,
 )
 from civit.errors import DiskSpaceError, NetworkError
+from civit.segmented import piece_size
 from civit.testing import FakeCivitai, FakeFile, FakeModel, FakeVersion, make_safetensors
-from civit.transfer import piece_size
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 FAST_ENGINE = {"retry_base": 0.01, "stall_timeout": 2.0}

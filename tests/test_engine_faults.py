@@ -20,7 +20,8 @@ from civit.api import parse_retry_after
 from civit.errors import AuthError, CivitError, NetworkError, ResponseError
 from civit.hashcache import HashCache
 from civit.testing import FakeCivitai, FakeFile, FakeModel, FakeVersion, make_safetensors
-from civit.transfer import fetch, target_lock
+from civit.transfer import fetch
+from civit.writerlock import target_lock
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 FAST_ENGINE = {"retry_base": 0.01, "stall_timeout": 2.0}

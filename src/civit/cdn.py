@@ -24,6 +24,7 @@ import http.client
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
@@ -34,6 +35,7 @@ from civit.network import ProxyRules, connect
 __all__ = [
     "HTML_HINT",
     "LinkExpired",
+    "LinkResolver",
     "Opened",
     "RangeIgnored",
     "Retryable",
@@ -43,6 +45,9 @@ __all__ = [
 ]
 
 MAX_REDIRECTS = 5
+
+#: Returns a fresh URL for the bytes; called again when a link expires.
+LinkResolver = Callable[[], str]
 
 HTML_HINT = (
     "this is a login or challenge page, not a model: set a valid CIVITAI_API_TOKEN "

@@ -42,7 +42,8 @@ from civit.records import File, Version
 from civit.refs import Ref, parse_ref
 from civit.select import check_scans, code_warning
 from civit.sidecars import write_for_layout
-from civit.transfer import LockWaitCallback, digests_to_compute, fetch, target_lock
+from civit.transfer import digests_to_compute, fetch
+from civit.writerlock import LockWaitCallback, target_lock
 
 __all__ = [
     "DownloadResult",
@@ -392,7 +393,7 @@ def download(
         lock_timeout: seconds to wait for another civit fetching the same target
             (``None``: until it is done).
         on_lock_wait: ``on_lock_wait(target, pid)``, called once when another civit
-            holds the target (see :data:`civit.transfer.LockWaitCallback`).
+            holds the target (see :data:`civit.writerlock.LockWaitCallback`).
 
     Returns:
         A :class:`DownloadResult`.

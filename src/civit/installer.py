@@ -34,13 +34,15 @@ from civit.manifest import Manifest, as_manifest
 from civit.mirrors import Mirror, open_mirror
 from civit.network import ProxyRules, proxy_rules
 from civit.ownership import INSTALL_CHOICES, check_replaceable, describe_wanted
+from civit.pacing import RateLimit
 from civit.partfile import interrupted
 from civit.paths import expand_path
 from civit.records import Model, Version
 from civit.resolution import LazyClient, check_lock_fits, resolve_lock
 from civit.sidecars import info_paths, write_for_layout
 from civit.store import LinkOutcome, Store, link_or_copy
-from civit.transfer import LockWaitCallback, RateLimit, fetch, target_lock
+from civit.transfer import fetch
+from civit.writerlock import LockWaitCallback, target_lock
 
 __all__ = ["EntryResult", "InstallReport", "install"]
 

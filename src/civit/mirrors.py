@@ -23,7 +23,7 @@ from civit.errors import IntegrityError, NotFoundError, UsageError
 from civit.s3 import S3Bucket, is_s3_url, parse_s3_url, require_s3_support
 
 if TYPE_CHECKING:
-    from civit.transfer import LinkResolver
+    from civit.cdn import LinkResolver
 
 __all__ = [
     "Mirror",

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import click
 
 from civit.cli.progress import Progress
-from civit.transfer import LockWaitCallback, parse_rate
+from civit.pacing import parse_rate
+from civit.writerlock import LockWaitCallback
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
