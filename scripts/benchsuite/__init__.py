@@ -1,0 +1,1 @@
+"""The pieces of ``scripts/bench``, one room each (see ``scripts/bench.py``)."""
