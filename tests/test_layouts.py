@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -404,6 +405,54 @@ def test_webui_user_bat_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
 
 
+#: Forge's and reForge's own webui-user.bat, with its "reference an existing A1111
+#: checkout" block uncommented as it tells users to (the commented copy stays).
+FORGE_BAT = r"""@echo off
+
+set PYTHON=
+set COMMANDLINE_ARGS=--xformers
+
+@REM Uncomment following code to reference an existing A1111 checkout.
+@REM set COMMANDLINE_ARGS=%COMMANDLINE_ARGS% ^
+@REM  --ckpt-dir X:\\wrong
+set A1111_HOME=D:\\AI\\webui
+set "VENV_DIR=%A1111_HOME%\\venv"
+set COMMANDLINE_ARGS=%COMMANDLINE_ARGS% ^
+ --ckpt-dir %A1111_HOME%\\models\\Stable-diffusion ^
+ --embeddings-dir "%~dp0my embeddings" ^
+ --lora-dir %A1111_HOME%\\models\\Lora --vae-dir %UNSET_IN_CIVIT_TEST%vae-100%%
+
+call webui.bat
+"""
+
+
+def test_webui_user_bat_continuations_and_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.delenv("UNSET_IN_CIVIT_TEST", raising=False)
+    (tmp_path / "webui-user.bat").write_text(FORGE_BAT.replace("\n", "\r\n"))
+    assert commandline_args(tmp_path) == (
+        [
+            "--xformers",
+            "--ckpt-dir",
+            "D:\\AI\\webui\\models\\Stable-diffusion",
+            "--embeddings-dir",
+            f"{tmp_path}{os.sep}my embeddings",
+            "--lora-dir",
+            "D:\\AI\\webui\\models\\Lora",
+            "--vae-dir",
+            "vae-100%",
+        ],
+        "webui-user.bat",
+        None,
+    )
+    (tmp_path / "webui-user.bat").write_text('set "COMMANDLINE_ARGS=--lora-dir "E:\\l o""\r\n')
+    assert commandline_args(tmp_path)[0] == ["--lora-dir", "E:\\l o"]
+    (tmp_path / "webui-user.bat").write_text("@REM set COMMANDLINE_ARGS=--lora-dir x\r\n")
+    assert commandline_args(tmp_path) == ([], None, None)
+
+
 def test_unparsable_commandline_args_are_reported(tmp_path: Path) -> None:
     (tmp_path / "webui-user.sh").write_text('export COMMANDLINE_ARGS="--lora-dir \'x"\n')
     args, _, problem = commandline_args(tmp_path)
@@ -492,6 +541,8 @@ def test_sdnext_config_json(tmp_path: Path) -> None:
         Path("/big/models/ckpt-by-civitai"),
         "config.json civitai_save_type_folders Checkpoint",
     )
+    # SD.Next's downloader applies the override before its unet_dir rule.
+    assert where(tmp_path, "sdnext", "UNet") == where(tmp_path, "sdnext", "Checkpoint")
 
 
 def test_swarmui_settings_fds(tmp_path: Path) -> None:

@@ -227,8 +227,9 @@ def verify_command(
       1. its entry in the lock given with --lock (a civit.lock is never picked up
          implicitly; with --lock nothing touches the network)
       2. its own name, for a store entry (.../sha256/ab/ab12...)
-      3. Civitai's record of its SHA256 (without --lock; one request for all files)
-      4. the <file>.civitai.info beside it
+      3. the <stem>.civitai.info beside it (or the older <file>.civitai.info),
+         offline; Civitai is asked only whether a mismatch is another known file
+      4. Civitai's record of its SHA256 (without --lock; one request for all files)
 
     A damaged file with none of these cannot be told from a file Civitai never saw:
     both are "unknown".

@@ -10,6 +10,7 @@ paths are relative to the install folder, where ``webui.sh`` runs.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -124,7 +125,13 @@ MODELS_OPTIONS = ("--models-dir", "--model-ref")
 PREPROCESSOR_OPTION = "--controlnet-preprocessor-models-dir"
 
 _SH_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?COMMANDLINE_ARGS=(.*)$")
-_BAT_ASSIGNMENT = re.compile(r'^\s*set\s+"?COMMANDLINE_ARGS=(.*?)"?\s*$', re.IGNORECASE)
+# cmd's two spellings: set NAME=value and set "NAME=value" (up to the last quote).
+_BAT_SET = re.compile(
+    r'^\s*set\s+(?:"(?P<quoted>[^"=]+=.*)"[^"]*|(?P<plain>[^"/\s][^=]*=.*))$', re.IGNORECASE
+)
+# %% is a percent sign, %~dp0 the batch file's folder, %NAME% a variable.
+_BAT_VARIABLE = re.compile(r"%(?:(?P<percent>%)|(?P<folder>~dp0)|(?P<name>[^%:=\s]+)%)")
+_BAT_COMMENTS = ("rem ", "@rem", "::")
 
 
 def _a1111_markers(root: Path) -> str | None:
@@ -161,8 +168,10 @@ def commandline_args(root: Path) -> tuple[list[str], str | None, str | None]:
     """The arguments ``COMMANDLINE_ARGS`` gives this install.
 
     Reads ``webui-user.bat`` on Windows, else ``webui-user.sh``, the way the launch
-    scripts set the variable (the last assignment wins), then splits the value with
-    ``shlex.split`` as ``modules/paths_internal.py`` does.
+    scripts set the variable (the last assignment wins; in a ``.bat``, ``^``
+    continuations and ``%NAME%`` are expanded, see :func:`_bat_value`), then splits the
+    value with ``shlex.split`` as ``modules/paths_internal.py`` does (so, as in A1111, a
+    Windows path needs quotes or doubled backslashes).
 
     Args:
         root: the install folder.
@@ -178,15 +187,7 @@ def commandline_args(root: Path) -> tuple[list[str], str | None, str | None]:
         return [], None, f"cannot read {root / name} ({exc}); using the default folders"
     if text is None:
         return [], None, None
-    pattern = _BAT_ASSIGNMENT if name.endswith(".bat") else _SH_ASSIGNMENT
-    value: str | None = None
-    for line in text.splitlines():
-        stripped = line.strip().lower()
-        if stripped.startswith(("#", "rem ", "@rem", "::")):
-            continue
-        match = pattern.match(line)
-        if match is not None:
-            value = match[1]
+    value = _bat_value(text, root) if name.endswith(".bat") else _sh_value(text)
     if value is None:
         return [], None, None
     try:
@@ -196,6 +197,68 @@ def commandline_args(root: Path) -> tuple[list[str], str | None, str | None]:
         return shlex.split(value), name, None
     except ValueError as exc:
         return [], None, f"cannot parse COMMANDLINE_ARGS in {root / name} ({exc})"
+
+
+def _sh_value(text: str) -> str | None:
+    """The last ``COMMANDLINE_ARGS=`` value of a ``webui-user.sh``, still quoted."""
+    value: str | None = None
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#") and (match := _SH_ASSIGNMENT.match(line)):
+            value = match[1]
+    return value
+
+
+def _bat_value(text: str, root: Path) -> str | None:
+    """``COMMANDLINE_ARGS`` as cmd leaves it after the ``set`` lines of a
+    ``webui-user.bat``.
+
+    Forge's and reForge's own ``webui-user.bat`` show the form to follow:
+    ``set COMMANDLINE_ARGS=%COMMANDLINE_ARGS% ^`` continued on the next lines, with
+    ``%A1111_HOME%`` set above. So lines ending in ``^`` are joined, and ``%NAME%`` is
+    what an earlier ``set`` gave it, else the environment's, else empty (a batch file's
+    rule for unset variables); ``%~dp0`` is the install folder.
+
+    Returns:
+        The value, or ``None`` when no line sets it.
+    """
+    variables: dict[str, str] = {}
+    assigned = False
+    for line in _joined_bat_lines(text):
+        if line.strip().lower().startswith(_BAT_COMMENTS):
+            continue
+        match = _BAT_SET.match(line)
+        if match is None:
+            continue
+        name, _, value = (match["quoted"] or match["plain"]).partition("=")
+        key = name.strip().upper()
+        variables[key] = _expand_bat(value, variables, root)
+        assigned = assigned or key == "COMMANDLINE_ARGS"
+    return variables["COMMANDLINE_ARGS"] if assigned else None
+
+
+def _joined_bat_lines(text: str) -> list[str]:
+    """Lines with cmd's ``^`` line continuations joined."""
+    lines: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        if line.endswith("^"):
+            pending += line[:-1]
+            continue
+        lines.append(pending + line)
+        pending = ""
+    return [*lines, pending] if pending else lines
+
+
+def _expand_bat(value: str, variables: Mapping[str, str], root: Path) -> str:
+    def expand(match: re.Match[str]) -> str:
+        if match["percent"]:
+            return "%"
+        if match["folder"]:
+            return f"{root}{os.sep}"
+        name = match["name"]
+        return variables.get(name.upper(), os.environ.get(name, ""))
+
+    return _BAT_VARIABLE.sub(expand, value)
 
 
 def _option_values(args: Sequence[str]) -> dict[str, str]:

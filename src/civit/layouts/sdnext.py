@@ -72,10 +72,13 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
-# Civitai type names civitai_save_type_folders is keyed by -> rows.
+# Civitai type names civitai_save_type_folders is keyed by -> rows. get_type_folder
+# looks the override up before it sends non-SD checkpoints to unet_dir, so a
+# "Checkpoint" override takes diffusion-only checkpoints too.
 _TYPE_FOLDER_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         **{row: (row,) for row in TABLE if row not in ("UNet", "TextEncoder")},
+        "Checkpoint": ("Checkpoint", "UNet"),
         "Text Encoder": ("TextEncoder",),
     }
 )
