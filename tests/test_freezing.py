@@ -228,3 +228,43 @@ def test_freeze_the_portable_comfyui_folder_roots_at_its_comfyui(
     document = tomllib.loads((tmp_path / "civit.toml").read_text())
     assert document["settings"]["root"] == "ComfyUI_windows_portable/ComfyUI"
     assert len(result.frozen) == 4
+
+
+def test_freeze_folds_dotdot_so_the_lock_stays_relative(
+    fake: FakeCivitai, comfyui: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with civit.Client(base_url=fake.url, token=fake.token) as client:
+        result = civit.freeze(
+            "../library/ComfyUI/models/../", manifest="../library/civit.toml", client=client
+        )
+    assert result.root == comfyui and len(result.frozen) == 4
+    assert tomllib.loads((comfyui.parent / "civit.toml").read_text())["settings"]["root"] == (
+        "ComfyUI"
+    )
+    lock = civit.load_lock(comfyui.parent / "civit.lock")  # a dest with .. would be refused
+    assert lock is not None
+    assert all(entry.dest.startswith("ComfyUI/models/") for entry in lock.files)
+
+
+def test_freeze_again_keeps_the_outdated_ignore_list_added_by_hand(
+    civit_cli, comfyui: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(comfyui.parent)
+    assert civit_cli("freeze", "ComfyUI").code == 0
+    manifest = comfyui.parent / "civit.toml"
+    manifest.write_text(manifest.read_text() + "\n[outdated]\nignore = [400100, 827184]\n")
+    (comfyui / "models" / "loras" / "styleShifter_v21.safetensors").unlink()
+
+    run = civit_cli("freeze", "ComfyUI")
+    assert run.code == 0, run.err
+    document = tomllib.loads(manifest.read_text())
+    assert document["outdated"] == {"ignore": [400100, 827184]}
+    assert len(document["model"]) == 3
+    assert "unchanged:" in civit_cli("freeze", "ComfyUI").err
+
+    manifest.write_text(manifest.read_text().replace("[400100, 827184]", '["all"]'))
+    broken = civit_cli("freeze", "ComfyUI")
+    assert broken.code == 2 and "[outdated] ignore must be a list of model ids" in broken.err

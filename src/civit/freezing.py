@@ -19,7 +19,8 @@ paths under the root (relative to the manifest when the root lies inside its fol
   the root, unreadable, or with a name another system could not write.
 - Output is deterministic (entries sorted by path, no timestamps) and written only
   when it changes: freezing an unchanged folder again leaves both files byte for byte.
-- An existing manifest is only replaced if ``civit freeze`` wrote it.
+- An existing manifest is only replaced if ``civit freeze`` wrote it, and its
+  ``[outdated] ignore`` list (the one part meant to be edited by hand) is kept.
 
 Nothing here prints.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,7 +163,8 @@ def freeze(
     Raises:
         UsageError: no paths, a path that does not exist, or ``manifest`` exists and
             was not written by ``civit freeze``.
-        ManifestError: the written manifest does not read back (a bug: reported).
+        ManifestError: the written manifest does not read back (a bug: reported), or
+            the one an earlier freeze wrote was edited so that it no longer reads.
         NetworkError / RateLimitError / ResponseError: a lookup failed.
     """
     given = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
@@ -171,15 +173,17 @@ def freeze(
     for path in given:
         if not path.exists():
             raise UsageError(f"{path} does not exist")
-    manifest_path = Path(manifest).absolute()
-    _check_replaceable(manifest_path)
-    root, chosen = _library_root([p.absolute() for p in given], layout)
+    manifest_path = _absolute(manifest)
+    kept_ignore = _kept_outdated_ignore(manifest_path)
+    root, chosen = _library_root([_absolute(p) for p in given], layout)
     holder = LazyClient(client, None)
     try:
         with opened_cache(cache) as hashes:
             found = identify_files(given, client=holder.get(), cache=hashes, progress=progress)
             frozen, unknown, skipped = _sort_out(found, root)
-            text = manifest_text(manifest_path.parent, root, chosen, frozen, unknown, skipped)
+            text = manifest_text(
+                manifest_path.parent, root, chosen, frozen, unknown, skipped, ignore=kept_ignore
+            )
             manifest_written = _write_if_changed(manifest_path, text)
             parsed = load_manifest(manifest_path)
             lock_path = lock_path_for(manifest_path)
@@ -207,11 +211,19 @@ def freeze(
     )
 
 
-def _check_replaceable(manifest: Path) -> None:
+def _kept_outdated_ignore(manifest: Path) -> tuple[int, ...]:
+    """The ``[outdated] ignore`` list of the manifest an earlier freeze wrote (the one
+    part of it a user is invited to edit, so a refresh keeps it); ``()`` when there is
+    none yet.
+
+    Raises:
+        UsageError: ``manifest`` exists and was not written by ``civit freeze``.
+        ManifestError: it was, but no longer reads (its ignore list would be lost).
+    """
     try:
         head = manifest.read_text(encoding="utf-8")[: len(FREEZE_HEADER)]
     except FileNotFoundError:
-        return
+        return ()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {manifest}: {exc}") from exc
     if head != FREEZE_HEADER:
@@ -219,6 +231,13 @@ def _check_replaceable(manifest: Path) -> None:
             f"{manifest} exists and was not written by civit freeze; not replacing it",
             hint="pass -f frozen.toml (or another name) to write the frozen manifest elsewhere",
         )
+    return load_manifest(manifest).outdated_ignore
+
+
+def _absolute(path: PathLike) -> Path:
+    """``path`` made absolute with ``..`` folded away (without resolving symlinks: a
+    models folder linked from elsewhere still lies inside its WebUI)."""
+    return Path(os.path.normpath(Path(path).absolute()))
 
 
 def _library_root(paths: list[Path], layout: LayoutChoice) -> tuple[Path, Layout]:
@@ -271,7 +290,7 @@ def _sort_out(
             assert item.version is not None and item.sha256 is not None
             file = item.version.file_with_hash(item.sha256)
             assert file is not None  # _unfreezable checked it
-            folder = item.path.absolute().parent.relative_to(root).as_posix()
+            folder = _absolute(item.path).parent.relative_to(root).as_posix()
             scans: str | None = None
             try:
                 check_scans(file)
@@ -284,7 +303,7 @@ def _sort_out(
 
 def _unfreezable(item: Identification, root: Path) -> str | None:
     """Why a known file cannot be pinned as it is, or ``None``."""
-    path = item.path.absolute()
+    path = _absolute(item.path)
     if item.version is None or item.sha256 is None:
         return "Civitai knows its SHA256 but no longer lists its version"
     if item.version.file_with_hash(item.sha256) is None:
@@ -323,6 +342,8 @@ def manifest_text(
     frozen: Iterable[FrozenFile],
     unknown: Iterable[tuple[Path, str]],
     skipped: Iterable[tuple[Path, str]],
+    *,
+    ignore: Sequence[int] = (),
 ) -> str:
     """The frozen ``civit.toml``: settings, one commented ``[[model]]`` per file, and
     comments naming what was left out.
@@ -334,6 +355,7 @@ def manifest_text(
         frozen: the pinned files.
         unknown: files unknown to Civitai, with their SHA256.
         skipped: files that could not be pinned, with why.
+        ignore: the ``[outdated] ignore`` model ids to keep.
     """
     try:
         written_root = root.relative_to(folder).as_posix()
@@ -342,9 +364,12 @@ def manifest_text(
     blocks = [
         f"{FREEZE_HEADER} from the model files under {_comment(written_root)}.\n"
         "# `civit install --frozen` (with civit.lock beside it) puts the same files at the\n"
-        "# same paths. Run `civit freeze` again to refresh it.\n",
+        "# same paths. Run `civit freeze` again to refresh it: that keeps an [outdated]\n"
+        "# table added here and rewrites the rest.\n",
         tomli_w.dumps({"settings": {"root": written_root, "layout": layout}}),
     ]
+    if ignore:
+        blocks.append(f"[outdated]\nignore = [{', '.join(str(int(i)) for i in ignore)}]\n")
     for item in frozen:
         version = item.version
         what = ", ".join(t for t in (version.model_type, version.base_model) if t)
@@ -370,7 +395,7 @@ def manifest_text(
 
 
 def _relative(path: Path, root: Path) -> str:
-    absolute = path.absolute()
+    absolute = _absolute(path)
     shown = absolute.relative_to(root) if absolute.is_relative_to(root) else absolute
     return _comment(shown.as_posix())
 
