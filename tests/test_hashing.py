@@ -337,6 +337,10 @@ def test_iter_model_files(tmp_path: Path) -> None:
         ".hidden/secret.safetensors",
         "a/.git/objects.bin",
         "a/._model.safetensors",
+        "venv/lib/python3.10/site-packages/distutils-precedence.pth",
+        "venv/lib/python3.10/site-packages/facexlib/weights/detection.pth",
+        "python_embeded/Lib/site-packages/_virtualenv.pth",
+        "custom_nodes/x/__pycache__/y.bin",
         "top.ckpt",
     ]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

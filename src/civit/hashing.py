@@ -44,6 +44,7 @@ from civit.records import HASH_ALGORITHMS, parse_algorithms
 __all__ = [
     "HASH_ALGORITHMS",
     "MODEL_EXTENSIONS",
+    "NOT_MODEL_FOLDERS",
     "Digester",
     "FileDigests",
     "ProgressCallback",
@@ -575,7 +576,10 @@ def iter_model_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
     Inside folders only names ending in :data:`MODEL_EXTENSIONS` (any case) count, so
     ``.part`` downloads are skipped; so are hidden files and folders (``.git``,
-    macOS ``._x.safetensors`` litter). Symlinked folders are not followed.
+    macOS ``._x.safetensors`` litter) and the package folders of Python and Node
+    environments (:data:`NOT_MODEL_FOLDERS`: a WebUI's ``venv/`` or the portable
+    ComfyUI's ``python_embeded/`` hold ``.pth`` path files and packages' own weights,
+    not models a user put there). Symlinked folders are not followed.
 
     Args:
         paths: files and folders, in the order the user gave them.
@@ -590,10 +594,18 @@ def iter_model_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+#: Folders a search for model files does not enter (see :func:`iter_model_files`).
+NOT_MODEL_FOLDERS = frozenset({"site-packages", "dist-packages", "__pycache__", "node_modules"})
+
+
 def _model_files_under(folder: Path) -> list[Path]:
     files: list[Path] = []
     for root, folders, names in os.walk(folder):
-        folders[:] = [name for name in folders if not name.startswith(".")]
+        folders[:] = [
+            name
+            for name in folders
+            if not name.startswith(".") and name.lower() not in NOT_MODEL_FOLDERS
+        ]
         files.extend(
             Path(root, name)
             for name in names
