@@ -63,6 +63,19 @@ def test_all_versions_keeps_same_named_files_apart(
     assert again.code == 0 and again.err.count("already present") == 3
 
 
+def test_same_named_files_of_several_refs_do_not_replace_one_another(
+    civit_cli, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("420000@420002\n420000@420001\n420000@420002\n"))
+    run = civit_cli("get", "-", "--dest", tmp_path / "loras")
+    assert run.code == 0, run.err
+    assert saved(tmp_path / "loras") == {
+        "same.safetensors": fake.file(4200001).content,  # the older version keeps the name
+        "same_v2.safetensors": fake.file(4200002).content,
+    }
+    assert run.err.count("already present") == 1  # the ref given twice
+
+
 def test_all_versions_with_a_selection_skips_versions_without_one(
     fake: FakeCivitai, tmp_path: Path
 ) -> None:

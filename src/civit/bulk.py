@@ -30,7 +30,7 @@ from civit.records import File, Version, with_variants
 from civit.refs import Ref, parse_ref
 from civit.select import select_file, select_files
 
-__all__ = ["PlannedFile", "choose_files", "refs_from_lines"]
+__all__ = ["PlannedFile", "choose_files", "name_apart", "refs_from_lines"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def choose_files(
             f"no version of model {model_id} has a file to download ({reasons})",
             hint="loosen --type/--format/--fp/--size",
         )
-    return _named_apart(planned)
+    return name_apart(planned)
 
 
 def _nothing_in(version: Version, selection: dict[str, str | None]) -> str:
@@ -141,12 +141,17 @@ def _pick(
     return [select_file(version, **selection, file_id=file_id)]
 
 
-def _named_apart(planned: list[PlannedFile]) -> list[PlannedFile]:
-    """Variant tags over every planned file, the oldest version's first (see the module
-    docstring)."""
-    chosen = [item for item in planned if item.file is not None]
-    oldest_first = sorted(chosen, key=lambda item: item.version.release_key)
-    labels = {item.file.id: item.version.name for item in chosen if item.file is not None}
+def name_apart(planned: list[PlannedFile]) -> list[PlannedFile]:
+    """``planned`` with same-named files named apart, the oldest version's keeping the
+    plain name (see the module docstring); a file planned twice keeps one name.
+
+    ``civit get`` applies it over every ref of the command, so ``get MODEL@V1 MODEL@V2``
+    (or the same refs on stdin) saves two files as ``--all-versions`` would, instead
+    of the second replacing the first.
+    """
+    chosen = {item.file.id: item for item in planned if item.file is not None}
+    oldest_first = sorted(chosen.values(), key=lambda item: item.version.release_key)
+    labels = {file_id: item.version.name for file_id, item in chosen.items()}
     named = {
         file.id: file
         for file in with_variants(

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import click
 
-from civit.bulk import choose_files, refs_from_lines
+from civit.bulk import PlannedFile, choose_files, name_apart, refs_from_lines
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import echo_json, say
@@ -222,10 +222,10 @@ def get(
     where = choose_destination(app.settings, root, layout, dest)
     documents: list[dict[str, object]] = []
     exit_code = 0
+    plans: list[tuple[str, list[PlannedFile] | CivitError]] = []
     for text, ref in zip(texts, parsed, strict=True):
-        shown = redact_ref(text)
         try:
-            planned = choose_files(
+            chosen: list[PlannedFile] | CivitError = choose_files(
                 ref,
                 client=app.client,
                 **selection,
@@ -234,11 +234,17 @@ def get(
                 full=extras.write_info,
             )
         except CivitError as exc:
-            exit_code = worst_exit_code((exit_code, exc.exit_code))
-            documents.append({"ref": shown, "error": exc.as_json()})
-            say(f"civit: error: {shown}: {exc}")
+            chosen = exc
+        plans.append((redact_ref(text), chosen))
+    # Named apart over every ref, so that MODEL@V1 MODEL@V2 cannot replace one another.
+    named = iter(name_apart([item for _, plan in plans if isinstance(plan, list) for item in plan]))
+    for shown, plan in plans:
+        if isinstance(plan, CivitError):
+            exit_code = worst_exit_code((exit_code, plan.exit_code))
+            documents.append({"ref": shown, "error": plan.as_json()})
+            say(f"civit: error: {shown}: {plan}")
             continue
-        for item in planned:
+        for item in (next(named) for _ in plan):
             if item.file is None:
                 documents.append(
                     {
