@@ -269,9 +269,9 @@ def test_get_from_civitai_resources_dry_run_downloads_nothing(
 
 def test_get_from_json_reports_every_resource(civit_cli, tmp_path: Path) -> None:
     workflow = tmp_path / "workflow.json"
-    workflow.write_text(
-        json.dumps({"extra": {"airs": ["urn:air:sdxl:lora:civitai:328553@368189"]}})
-    )
+    # As Windows Notepad saves it: a byte order mark, then an indented document.
+    text = json.dumps({"extra": {"airs": ["urn:air:sdxl:lora:civitai:328553@368189"]}}, indent=8)
+    workflow.write_bytes(b"\xef\xbb\xbf\r\n\r\n" + text.encode())
     run = civit_cli("get", "--from", workflow, "--dest", tmp_path / "out", "--json", "--dry-run")
     assert run.code == 0, run.err
     (document,) = json.loads(run.out)

@@ -24,6 +24,7 @@ chunks cannot be read simply carries no text.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import struct
@@ -43,6 +44,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Text bigger than this is not generation metadata; reading it would only cost memory.
 MAX_TEXT_BYTES = 32 * 1024 * 1024
 _EXIF_PREFIX = b"Exif\x00\x00"
+# What is read to tell the format: the containers' signatures, or a JSON file's first
+# bracket after its byte order mark and blank space.
+_HEAD_BYTES = 4096
 
 # TIFF tags (EXIF 2.32, section 4.6): where generators leave text.
 _IMAGE_DESCRIPTION = 0x010E
@@ -91,7 +95,7 @@ def read_image_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     file = Path(path)
     try:
         with file.open("rb") as stream:
-            head = stream.read(12)
+            head = stream.read(_HEAD_BYTES)
             stream.seek(0)
             if head.startswith(PNG_SIGNATURE):
                 return ImageMetadata(file, "png", _png_texts(stream))
@@ -99,7 +103,9 @@ def read_image_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
                 return ImageMetadata(file, "jpeg", _jpeg_texts(stream))
             if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
                 return ImageMetadata(file, "webp", _webp_texts(stream))
-            if head.lstrip()[:1] in (b"{", b"["):
+            # Windows editors start UTF-8 files with a byte order mark; pretty-printed
+            # JSON may start with blank lines.
+            if head.removeprefix(codecs.BOM_UTF8).lstrip()[:1] in (b"{", b"["):
                 return ImageMetadata(file, "json", _json_texts(file, stream))
     except OSError as exc:
         raise CivitError(f"cannot read {file}: {exc.strerror or exc}") from exc
