@@ -49,6 +49,18 @@ def test_families_keep_sdxl_ecosystems_apart() -> None:
     assert base_model_family("Flux.1 D") == base_model_family("Flux.1 S")
     sdxl_like = {base_model_family(b) for b in ("SDXL 1.0", "Pony", "Illustrious", "NoobAI")}
     assert len(sdxl_like) == 4
+    assert base_model_family("SVD") == base_model_family("SVD XT")
+    assert base_model_family("SD 3.5 Large") == base_model_family("SD 3.5 Large Turbo")
+    # Smaller or other-sized architectures whose LoRAs do not load on their namesakes.
+    for one, other in (
+        ("SDXL Distilled", "SDXL 1.0"),
+        ("SD 3.5 Medium", "SD 3.5 Large"),
+        ("SD 3", "SD 3.5 Large"),
+        ("Wan Video 1.3B t2v", "Wan Video 14B t2v"),
+        ("Wan Video 14B i2v 480p", "Wan Video 2.2 I2V-A14B"),
+        ("Pony V7", "Pony"),
+    ):
+        assert base_model_family(one) != base_model_family(other), one
     assert base_model_family("Some Future Base") == "Some Future Base"
     assert base_model_family(None) == ""
 

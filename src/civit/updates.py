@@ -12,9 +12,11 @@ ecosystem: a LoRA for SDXL is not updated by the model page's Flux version, nor 
 its Pony or Illustrious one. Pony, Illustrious and NoobAI are SDXL-architecture
 checkpoints, but each is its own ecosystem (LoRAs trained on one work poorly on the
 others, and Civitai's own base-model filter keeps them apart), so each is its own
-family. Within SD 1.x, SD 2.x, SDXL and Flux.1, speed-distilled or resolution variants
-of one base (``SD 1.5 LCM``, ``SDXL Lightning``, ``SDXL Turbo``, ``Flux.1 S``) share
-the family, since their LoRAs and embeddings are interchangeable. Any base model not
+family. Within SD 1.x, SD 2.x, SDXL and Flux.1, the fast-sampling or resolution
+variants of one base (``SD 1.5 LCM``, ``SDXL Lightning``, ``SDXL Turbo``, ``Flux.1 S``)
+share the family, since their LoRAs and embeddings are interchangeable; smaller
+architectures do not (``SDXL Distilled``, ``SD 3.5 Medium``), nor do Wan Video's sizes
+and modes (``Wan Video 1.3B t2v``, ``Wan Video 14B i2v 720p``...). Any base model not
 in :data:`FAMILIES` is a family of its own, compared by name: a missed update is
 better than a false one. Newer versions of other families are reported separately, as
 "other bases", newest per family.
@@ -59,7 +61,12 @@ __all__ = [
 MAX_LOOKUPS = 4
 
 #: Civitai ``baseModel`` (lower-case) -> its family, where several bases share one.
-#: Anything else is its own family (see the module docstring).
+#: Anything else is its own family (see the module docstring). The groups follow
+#: Civitai's own (``civitai/civitai`` ``src/shared/constants/base-model.constants.ts``,
+#: the ``group`` of each ``baseModelConfig`` entry), with one exception: Civitai puts
+#: ``SD 3`` (2B) and ``SD 3.5`` (unsized) in the ``SD3`` group with ``SD 3.5 Large``
+#: (8B), whose LoRAs do not load on the others; here only Large and Large Turbo share.
+#: ``SDXL Distilled`` (SSD-1B, Vega: fewer blocks than SDXL) is its own group there too.
 FAMILIES: Mapping[str, str] = {
     "sd 1.4": "SD 1",
     "sd 1.5": "SD 1",
@@ -73,7 +80,6 @@ FAMILIES: Mapping[str, str] = {
     "sdxl 0.9": "SDXL",
     "sdxl 1.0": "SDXL",
     "sdxl 1.0 lcm": "SDXL",
-    "sdxl distilled": "SDXL",
     "sdxl turbo": "SDXL",
     "sdxl lightning": "SDXL",
     "sdxl hyper": "SDXL",
@@ -81,6 +87,8 @@ FAMILIES: Mapping[str, str] = {
     "flux.1 s": "Flux.1",
     "sd 3.5 large": "SD 3.5 Large",
     "sd 3.5 large turbo": "SD 3.5 Large",
+    "svd": "SVD",
+    "svd xt": "SVD",
 }
 
 UpdateStatus = Literal["outdated", "current", "ignored", "unknown", "error"]
