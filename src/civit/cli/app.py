@@ -136,10 +136,15 @@ def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, Any], None
     return remember
 
 
-def shared_options(function: _F) -> _F:
+_QUIET_HELP = "No progress or messages; only errors and the summary."
+
+
+def shared_options(function: _F, *, quiet_help: str = _QUIET_HELP) -> _F:
     """Add the options every command accepts, before or after its name.
 
     They do not reach the command's parameters; read them from :class:`App`.
+    ``quiet_help`` says what ``-q`` does to this command's output where that is more
+    than silence (``search -q`` prints only model ids).
     """
     options = [
         click.option(
@@ -155,7 +160,7 @@ def shared_options(function: _F) -> _F:
             is_flag=True,
             expose_value=False,
             callback=_set_flag("quiet"),
-            help="No progress or messages; only errors and the summary.",
+            help=quiet_help,
         ),
         click.option(
             "--base-url",
@@ -195,14 +200,15 @@ def shared_options(function: _F) -> _F:
 
 
 def command(
-    name: str | None = None, **settings: Any
+    name: str | None = None, *, quiet_help: str = _QUIET_HELP, **settings: Any
 ) -> Callable[[Callable[..., Any]], click.Command]:
-    """``click.command`` with the shared options."""
+    """``click.command`` with the shared options (``quiet_help``: see
+    :func:`shared_options`)."""
 
     make = cast(Callable[[Callable[..., Any]], click.Command], click.command(name, **settings))
 
     def decorate(function: Callable[..., Any]) -> click.Command:
-        return make(shared_options(function))
+        return make(shared_options(function, quiet_help=quiet_help))
 
     return decorate
 

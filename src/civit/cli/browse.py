@@ -92,7 +92,7 @@ def _newest_base_model(model: records.Model) -> str:
     return (model.versions[0].base_model or "") if model.versions else ""
 
 
-@command()
+@command(quiet_help="Print only the model ids, one per line (for `civit get -`).")
 @click.argument("query", required=False)
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Model type, repeatable.")
 @click.option("--base-model", "base_models", multiple=True, metavar="B", help="Repeatable.")
