@@ -19,12 +19,25 @@ from civit.cli.output import prepare_console, writes_unicode
 from civit.testing import FakeCivitai, FakeFile, FakeModel, FakeVersion, make_safetensors
 
 MODEL_ID, VERSION_ID, FILE_ID = 880301, 880302, 880303
+NEWER_VERSION_ID, NEWER_FILE_ID = 880304, 880305
 NAME = "美少女スタイル ✨🎨"
 FILE_NAME = "美少女_🎨.safetensors"
 REPLACED = NAME.encode("cp1252", errors="replace").decode("cp1252")
 
 
 def japanese_model() -> FakeModel:
+    """v1 is what the tests download; v2, newer for the same base, is what
+    ``civit outdated`` reports."""
+    newer = FakeVersion(
+        NEWER_VERSION_ID,
+        "v2 🌸",
+        "SDXL 1.0",
+        "2025-06-06T00:00:00.000Z",
+        files=[
+            FakeFile(NEWER_FILE_ID, "美少女_v2.safetensors",
+                     make_safetensors(20_001, NEWER_FILE_ID), primary=True)
+        ],
+    )  # fmt: skip
     version = FakeVersion(
         VERSION_ID,
         "v1 ✨",
@@ -32,7 +45,7 @@ def japanese_model() -> FakeModel:
         "2025-03-03T00:00:00.000Z",
         files=[FakeFile(FILE_ID, FILE_NAME, make_safetensors(20_000, FILE_ID), primary=True)],
     )
-    return FakeModel(MODEL_ID, NAME, "LORA", "作者", [version], tags=["アニメ"])
+    return FakeModel(MODEL_ID, NAME, "LORA", "作者", [newer, version], tags=["アニメ"])
 
 
 def run_all(
@@ -49,6 +62,7 @@ def run_all(
         CIVITAI_BASE_URL=fake.url,
         CIVITAI_API_TOKEN=fake.token,
         CIVIT_ROOT=str(folder / "ルート"),
+        CIVIT_CONFIG=str(folder / "設定" / "config.toml"),
     )
     # Two at a time: the machine's two cores, without starving timing-sensitive tests.
     results = []
@@ -84,14 +98,15 @@ def test_every_command_survives_a_cp1252_console(fake: FakeCivitai, tmp_path: Pa
     model_file = tmp_path / "dl" / FILE_NAME
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "civit.toml").write_text(
-        f'[settings]\ndest = "models"\n\n[[model]]\nref = "{MODEL_ID}"\n', encoding="utf-8"
+        f'[settings]\ndest = "models"\n\n[[model]]\nref = "{MODEL_ID}@{VERSION_ID}"\n',
+        encoding="utf-8",
     )
     downloads = run_all(
         fake,
         tmp_path,
         [
-            ["get", str(MODEL_ID), "--dest", "dl"],
-            ["get", str(MODEL_ID), "--dest", "dl-json", "--json"],
+            ["get", f"{MODEL_ID}@{VERSION_ID}", "--dest", "dl"],
+            ["get", f"{MODEL_ID}@{VERSION_ID}", "--dest", "dl-json", "--json"],
             ["install", "-f", "project/civit.toml"],
         ],
     )
@@ -136,6 +151,37 @@ def test_every_command_survives_a_cp1252_console(fake: FakeCivitai, tmp_path: Pa
     assert "civit.lock" in locked
     shown, _ = outputs[9]
     assert "???" in shown  # the root folder's name
+
+
+def test_library_commands_survive_a_cp1252_console(fake: FakeCivitai, tmp_path: Path) -> None:
+    fake.add_model(japanese_model())
+    model_file = tmp_path / "dl" / FILE_NAME
+    model_file.parent.mkdir()
+    model_file.write_bytes(fake.file(FILE_ID).content)
+    workflow = tmp_path / "ワークフロー.json"
+    loader = {"type": "CivitAI_Lora_Loader", "widgets_values": [f"{MODEL_ID}@{VERSION_ID}"]}
+    workflow.write_text(json.dumps({"nodes": [loader]}), encoding="utf-8")
+    results = run_all(
+        fake,
+        tmp_path,
+        [
+            ["freeze", "dl", "-f", "frozen/civit.toml"],
+            ["outdated", "dl"],
+            ["mirror", "push", "ミラー", str(model_file)],
+            ["get", "--from", str(workflow), "--dest", "from", "--dry-run"],
+            ["config", "path"],
+        ],
+    )
+    (_, frozen), (outdated, _), (_, pushed), (_, from_workflow), (config_file, _) = [
+        check(result) for result in results
+    ]
+    assert "1 file pinned" in frozen
+    assert (tmp_path / "frozen" / "civit.lock").is_file()
+    assert "-> v2 ? (#880304" in outdated  # the newer version, its name as cp1252 can
+    assert "1 uploaded" in pushed
+    assert (tmp_path / "ミラー" / fake.file(FILE_ID).sha256.lower()).is_file()
+    assert "would download" in from_workflow and REPLACED in from_workflow
+    assert config_file.strip().endswith("??" + os.sep + "config.toml")
 
 
 def test_prepare_console_replaces_what_the_stream_cannot_encode(
