@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,24 @@ def test_manifest_flag_expands_too(
     assert run.code == 0, run.err
     assert (tmp_path / "loras" / "add-detail-xl.safetensors").is_file()
     assert (tmp_path / "report.json").is_file()
+
+
+def test_image_paths_and_the_mirror_folder_expand_too(
+    civit_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "profile"))
+    monkeypatch.chdir(tmp_path)
+    loader = {"type": "CivitAI_Lora_Loader", "widgets_values": ["328553@368189"]}
+    (tmp_path / "workflow.json").write_text(json.dumps({"nodes": [loader]}), encoding="utf-8")
+    run = civit_cli("get", "--from", "~/workflow.json", "--dest", "~/loras")
+    assert run.code == 0, run.err
+    model = tmp_path / "loras" / "add-detail-xl.safetensors"
+    assert model.is_file()
+    run = civit_cli("mirror", "push", "%USERPROFILE%/mirror", "~/loras")
+    assert run.code == 0, run.err
+    assert len(list((tmp_path / "profile" / "mirror").iterdir())) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loras", "profile", "workflow.json"]
 
 
 def test_hash_keeps_a_local_file_named_like_a_variable(

@@ -39,6 +39,7 @@ from civit.hashing import ProgressCallback, hash_file
 from civit.identification import model_files
 from civit.lockfile import load_lock
 from civit.manifest import lock_path_for
+from civit.paths import expand_path
 from civit.s3 import S3Bucket, UploadedPart, is_s3_url, parse_s3_url
 from civit.store import Store
 
@@ -475,7 +476,7 @@ def push_mirror(
             label = str(bucket.location)
             sink = _S3Destination(bucket, jobs=jobs, part_size=part_size, stop=stop)
         else:
-            folder = Path(target).expanduser()
+            folder = expand_path(target)  # ~ and %VAR%: cmd and PowerShell pass them as is
             make_folder(folder)
             label = str(folder)
             sink = _FolderDestination(folder, hashes)
@@ -483,8 +484,8 @@ def push_mirror(
         if given:
             sources = [_Source(path, None) for path in model_files(given)]
         else:
-            lock_file = Path(lock) if lock is not None else lock_path_for("civit.toml")
-            store_root = Store(Path(store).expanduser()) if store is not None else None
+            lock_file = expand_path(lock) if lock is not None else lock_path_for("civit.toml")
+            store_root = Store(expand_path(store)) if store is not None else None
             sources = _sources_from_lock(lock_file.absolute(), store_root)
         total = sum(_size(source.path) for source in sources if source.problem is None)
         counter = _Progress(progress, total)

@@ -22,6 +22,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -41,6 +42,7 @@ __all__ = [
     "group",
     "pass_app",
     "shared_options",
+    "typed_path",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -237,13 +239,20 @@ class ExpandedPath(click.Path):
         self.literal_first = literal_first
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, (str, os.PathLike)) and not (
-            self.literal_first and os.path.lexists(value)
-        ):
-            from civit.paths import expand_path
-
-            value = expand_path(value)
+        if isinstance(value, (str, os.PathLike)):
+            value = typed_path(value, literal_first=self.literal_first)
         return super().convert(value, param, ctx)
+
+
+def typed_path(value: str | os.PathLike[str], *, literal_first: bool = True) -> Path:
+    """A path typed on the command line, ``~`` and ``%VAR%``/``$VAR`` expanded; with
+    ``literal_first`` a path that exists as typed is kept as it is (see
+    :class:`ExpandedPath`, for arguments click does not parse as paths)."""
+    if literal_first and os.path.lexists(value):
+        return Path(value)
+    from civit.paths import expand_path
+
+    return expand_path(value)
 
 
 class _LazyGroup(click.Group):

@@ -11,7 +11,7 @@ from typing import Any, cast
 import click
 
 from civit.bulk import PlannedFile, choose_files, name_apart, refs_from_lines
-from civit.cli.app import App, ExpandedPath, command, pass_app
+from civit.cli.app import App, ExpandedPath, command, pass_app, typed_path
 from civit.cli.limits import limit_options, lock_wait_notice
 from civit.cli.output import echo_json, say
 from civit.cli.progress import Progress
@@ -209,7 +209,7 @@ def get(
     if from_images:
         if name is not None or all_versions or all_files:
             raise UsageError("--from takes no --name, --all-versions or --all-files")
-        paths = [Path(ref) for ref in refs]
+        paths = [typed_path(ref) for ref in refs]
         where = choose_destination(app.settings, root, layout, dest)
         return get_from_images(
             app, paths, where, selection, transfer, progress, extras, dry_run=dry_run
