@@ -282,6 +282,18 @@ def test_cli_keeps_a_users_file_and_offers_the_ways_out(civit_cli, tmp_path: Pat
     assert (tmp_path / PLAIN).read_bytes() != USERS_OWN
 
 
+def test_cli_name_without_the_extension_is_saved_with_a_warning(civit_cli, tmp_path: Path) -> None:
+    run = civit_cli("get", "328553", "--dest", tmp_path, "--name", "detail")
+    assert run.code == 0, run.err
+    assert (tmp_path / "detail").is_file()
+    assert (
+        "civit: warning: detail does not end in .safetensors: WebUIs list model files by "
+        "their extension (use --name detail.safetensors)"
+    ) in run.err
+    run = civit_cli("get", "328553", "--dest", tmp_path, "--name", "Detail.SafeTensors")
+    assert run.code == 0 and "warning" not in run.err, run.err
+
+
 def test_cli_name_needs_one_plain_name_and_one_ref(civit_cli, tmp_path: Path) -> None:
     run = civit_cli("get", "827184", "328553", "--dest", tmp_path, "--name", "x.safetensors")
     assert run.code == 2 and "exactly one REF" in run.err

@@ -51,6 +51,7 @@ __all__ = [
     "download",
     "get",
     "long_path_warning",
+    "name_warning",
     "plan_target",
     "subfolder_for",
     "write_download_sidecars",
@@ -237,6 +238,22 @@ def long_path_warning(path: Path, *, platform: str | None = None) -> str | None:
         f"{path} is {length} characters long; programs without long-path support cannot "
         f"open paths of {_WINDOWS_PATH_LIMIT} or more (enable long paths in Windows, or "
         "choose a shorter --root, --dest or --name)"
+    )
+
+
+def name_warning(name: str | None, file: File) -> str | None:
+    """A warning when ``name`` (``--name``, ``name =``) drops or changes the file's
+    extension: WebUIs list model files by it, so such a file would not show up.
+
+    >>> name_warning("mine", File(id=1, name="wai.safetensors")).split(":")[0]
+    'mine does not end in .safetensors'
+    """
+    extension = PurePosixPath(file.local_name).suffix
+    if name is None or not extension or PurePosixPath(name).suffix.lower() == extension.lower():
+        return None
+    return (
+        f"{name} does not end in {extension}: WebUIs list model files by their extension "
+        f"(use --name {name}{extension})"
     )
 
 
@@ -482,7 +499,7 @@ def download(
             )
         except KeyboardInterrupt as exc:
             raise interrupted([target]) from exc
-    warnings = (code_warning(file), long_path_warning(target))
+    warnings = (code_warning(file), long_path_warning(target), name_warning(name, file))
     return DownloadResult(
         path=target,
         size=fetched.size,
