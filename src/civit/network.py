@@ -183,7 +183,10 @@ def httpx_mounts(rules: ProxyRules) -> dict[str, httpx.BaseTransport | None]:
     mounts: dict[str, httpx.BaseTransport | None] = {}
     for scheme, proxy in (("http", rules.http), ("https", rules.https)):
         if proxy:
-            mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=proxy, verify=tls_context())
+            # A Proxy, not the URL string: httpx before 0.26 takes only that, and the
+            # A1111/Forge launchers pin httpx==0.24.1 into the environments they manage.
+            transport = httpx.HTTPTransport(proxy=httpx.Proxy(proxy), verify=tls_context())
+            mounts[f"{scheme}://"] = transport
     if not mounts:
         return {}
     for entry in rules.no_proxy:
