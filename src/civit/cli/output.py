@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import os
 import re
 import stat
 import sys
@@ -87,11 +88,38 @@ def _json_text(document: object, *, ascii_only: bool) -> str:
     return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
+def standard_stream(path: Path) -> TextIO | None:
+    """``sys.stdout`` or ``sys.stderr`` when ``path`` is where that stream writes: ``-``,
+    ``/dev/stdout``, ``/proc/self/fd/2``, or the very file stdout is redirected to.
+
+    Such a path must be written through the stream: ``/dev/stdout`` is a link to
+    ``/proc/self/fd/1``, which in ``civit ... > out.json`` names the regular file
+    ``out.json``, and replacing it would replace ``/dev/stdout`` itself (as root, in a
+    Docker build) or fail (anyone else), and opening it anew would lose ``>>``.
+    """
+    if str(path) == "-":
+        return sys.stdout
+    try:
+        target = path.stat()
+    except OSError:  # missing (the usual case) or unreadable
+        return None
+    for stream, descriptor in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            stream_target = os.fstat(descriptor)
+        except OSError:  # closed
+            continue
+        if target.st_ino and os.path.samestat(target, stream_target):
+            return stream
+    return None
+
+
 def write_report(path: Path, document: object) -> None:
     """Write a JSON document to the file ``path`` (UTF-8).
 
     A regular (or new) file is replaced atomically, so a reader never sees half a
-    report. Anything else — ``/dev/stdout``, a FIFO, a terminal — is written into as
+    report; through a symbolic link, the file it points to is. Where stdout or stderr
+    writes (``-``, ``/dev/stdout``: see :func:`standard_stream`) the document goes to
+    that stream. Anything else — a FIFO, a terminal, ``/dev/fd/63`` — is written into as
     it is: replacing it would put a plain file where the device or pipe was.
 
     Raises:
@@ -99,13 +127,18 @@ def write_report(path: Path, document: object) -> None:
     """
     from civit.fsutil import atomic_write  # not needed by most commands: keep start-up lean
 
+    stream = standard_stream(path)
+    if stream is not None:
+        stream.write(_json_text(document, ascii_only=not writes_unicode(stream)) + "\n")
+        stream.flush()
+        return
     text = _json_text(document, ascii_only=False) + "\n"
     try:
         special = not stat.S_ISREG(path.stat().st_mode)
     except OSError:  # missing (the usual case) or unreadable: the atomic write says why
         special = False
     if not special:
-        atomic_write(path, text.encode("utf-8"))
+        atomic_write(path.resolve() if path.is_symlink() else path, text.encode("utf-8"))
         return
     try:
         with path.open("w", encoding="utf-8") as stream:

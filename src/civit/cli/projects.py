@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from civit.cli.app import App, ExpandedPath, command, pass_app
 from civit.cli.limits import limit_options, lock_wait_notice
-from civit.cli.output import count_files, echo_json, say, write_report
+from civit.cli.output import count_files, echo_json, say, standard_stream, write_report
 from civit.cli.progress import Progress
 from civit.downloader import long_path_warning
 from civit.errors import UsageError
@@ -274,9 +275,10 @@ def install_command(
     finally:
         progress.close()
     document = outcome.as_json()
-    if report is not None and str(report) != "-":
+    report_on_stdout = report is not None and standard_stream(report) is sys.stdout
+    if report is not None and not report_on_stdout:
         write_report(report, document)
-    if app.json or str(report) == "-":
+    if app.json or report_on_stdout:  # one document, even with --json --report -
         echo_json(document)
     if outcome.lock_written:
         say(f"wrote {outcome.lock_path}")
