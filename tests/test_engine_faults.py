@@ -584,3 +584,7 @@ def test_a_held_lock_is_announced_with_the_pid_and_given_up(
     assert f"waiting for another civit on {target} (pid {os.getpid()})" in run.err  # type: ignore[attr-defined]
     assert "--lock-timeout" in run.err  # type: ignore[attr-defined]
     assert fake.cdn_requests() == []
+    with target_lock(target):
+        quiet = civit_cli("get", "328553", "--dest", tmp_path, "--lock-timeout", "0.3", "-q")
+    assert quiet.code == 1  # type: ignore[attr-defined]
+    assert "waiting" not in quiet.err and "--lock-timeout" in quiet.err  # type: ignore[attr-defined]

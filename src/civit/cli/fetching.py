@@ -188,6 +188,9 @@ def get(
     versions by id) and reported, found or not; exit 4 if none is found.
     """
     progress = Progress(quiet=app.quiet)
+    # Closed when the command ends, also by Ctrl-C: before main() says what was kept,
+    # so no bar is redrawn below that line.
+    click.get_current_context().call_on_close(progress.close)
     selection = {"type": file_type, "format": file_format, "fp": fp, "size": file_size}
     transfer: dict[str, Any] = {
         "connections": connections or app.settings.connections,

@@ -55,10 +55,12 @@ def limit_options(function: _F) -> _F:
 
 def lock_wait_notice(progress: Progress) -> LockWaitCallback:
     """The ``on_lock_wait`` callback: say on stderr whom a download is waiting for, above
-    the bars on a terminal, as a plain line in a log (even with --quiet: a silent wait
-    looks like a hang)."""
+    the bars on a terminal, as a plain line in a log. ``--quiet`` silences it with the
+    progress it belongs to (``--lock-timeout`` bounds a wait nobody watches)."""
 
     def notice(target: Path, pid: int | None) -> None:
+        if progress.quiet:
+            return
         progress.message(
             f"waiting for another civit on {target}" + (f" (pid {pid})" if pid else "")
         )

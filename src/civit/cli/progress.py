@@ -7,7 +7,7 @@ One :class:`Progress` per command. :meth:`Progress.track` hands the library a
 - off a terminal (CI logs, ``docker build``, ``| tee``) it prints a line per job every
   ``CIVIT_PROGRESS_INTERVAL`` seconds (default 5) with bytes, percent, rate and ETA, so
   a long download shows movement in a log instead of minutes of silence;
-- with ``--quiet`` or ``--json`` it does nothing.
+- with ``--quiet`` it does nothing (``--json`` keeps it: stderr is not the document).
 
 :meth:`Progress.message` prints a line that belongs with the progress (a waiting
 notice, a finished file) above the bars on a terminal, as a plain line elsewhere.
