@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 import pytest
 
 import civit
+from civit.cli import cli
 from civit.testing import FakeCivitai
 from test_image_resources import a1111_infotext, make_png, text_chunk
 
@@ -60,3 +62,50 @@ def test_readme_example_runs(
     for name, value in namespace.items():  # a test function the example defines
         if name.startswith("test_") and callable(value):
             value(tmp_path / name)
+
+
+def command_list() -> dict[str, str]:
+    """The README's command list: the text of each top-level command's lines (a line
+    ``civit NAME ...`` and the indented lines that continue it)."""
+    text = README.read_text(encoding="utf-8").split("## Commands", 1)[1].split("```")[1]
+    entries: dict[str, str] = {}
+    name = ""
+    for line in text.splitlines():
+        if line.startswith("civit "):
+            name = line.split()[1]
+        if name:
+            entries[name] = entries.get(name, "") + line + "\n"
+    return entries
+
+
+def test_the_command_list_names_every_command_and_option() -> None:
+    """Every command and every option its --help shows is in the README's list (the
+    options every command shares are described once, below it)."""
+    from civit.cli.app import shared_options
+
+    shared = {opt for param in shared_options(lambda: None).__click_params__ for opt in param.opts}
+    entries = command_list()
+    context = click.Context(cli)
+    missing = []
+    for name in cli.list_commands(context):
+        command = cli.get_command(context, name)
+        assert command is not None
+        leaves = (
+            [
+                (f"{name} {sub}", command.get_command(context, sub))
+                for sub in command.list_commands(context)
+            ]
+            if isinstance(command, click.Group)
+            else [(name, command)]
+        )
+        for path, leaf in leaves:
+            assert leaf is not None
+            documented = entries.get(name, "")
+            if path.split()[-1] not in documented:
+                missing.append(path)
+            for param in leaf.params:
+                names = param.opts + param.secondary_opts
+                undocumented = not any(name in documented for name in names)
+                if isinstance(param, click.Option) and not set(names) & shared and undocumented:
+                    missing.append(f"{path} {param.opts[-1]}")
+    assert missing == []
