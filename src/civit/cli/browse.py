@@ -69,6 +69,13 @@ def info(app: App, ref: str) -> int:
 
     REF is a model id (827184), model@version (827184@2514310), a civitai.com URL, an
     AIR (urn:air:sdxl:checkpoint:civitai:827184@2514310) or a SHA256/AutoV2 hash.
+
+    \b
+    Examples:
+      civit info 827184                       every version, newest first
+      civit info 827184@2514310               one version's files and hashes
+      civit info 9CFBAC1ABA                   which model a file with this AutoV2 is
+      civit info "https://civitai.com/models/328553?modelVersionId=368189" --json
     """
     parsed = parse_ref(ref)
     app.adopt_pasted_token([ref])
@@ -117,9 +124,12 @@ def search(
 ) -> int:
     """Search Civitai's models (cursor-paged, so any --limit works).
 
-    With -q/--quiet only the model ids are printed, one per line, for piping:
+    With -q/--quiet only the model ids are printed, one per line, for piping.
 
     \b
+    Examples:
+      civit search "detail" --type LORA --base-model "SDXL 1.0"
+      civit search --sort "Most Downloaded" --period Month --type Checkpoint --limit 10
       civit search --username NAME --type LORA --limit 500 -q | civit get - --root ~/ComfyUI
     """
     models = list(

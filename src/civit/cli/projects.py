@@ -87,6 +87,13 @@ def lock_command(
     --check trusts nothing in civit.lock: it resolves every entry again (the versions
     of unpinned entries stay as locked) and lists each value the lock says
     differently, e.g. a hand-edited SHA256 or dest.
+
+    \b
+    Examples:
+      civit lock                              civit.toml -> civit.lock
+      civit lock --upgrade                    unpinned entries to their newest version
+      civit lock --check                      CI: fail if the lock says what Civitai does not
+      civit lock -f ci/models.toml --json     -> ci/models.lock
     """
     manifest = load_manifest(manifest_path)
     if check:
