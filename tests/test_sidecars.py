@@ -423,3 +423,24 @@ def test_install_with_info_writes_sidecars_once(
     assert [r.status for r in again.results] == ["present", "present"]
     assert all(r.sidecars == () for r in again.results)
     assert fake.requests == []
+
+
+def test_the_library_takes_plain_paths_and_makes_its_own_client(
+    client: Client, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like every public function: str paths work, and ``client=None`` means a client
+    from the environment (here it fetches the preview), not "no preview"."""
+    root = webui(tmp_path, *A1111)
+    assert civit.detect_layout(str(root)) is not None
+    version = client.get_version(368189)
+    model = tmp_path / "mine.safetensors"
+    model.write_bytes(b"x")
+    monkeypatch.setenv("CIVITAI_BASE_URL", fake.url)
+    written = civit.write_sidecars(str(model), version, card="a1111")
+    assert [path.name for path in written.written] == [
+        "mine.civitai.info",
+        "mine.json",
+        "mine.preview.png",
+    ]
+    found = civit.sidecar_version(str(model))
+    assert found is not None and found.id == 368189

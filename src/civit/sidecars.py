@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from civit.api import Client
+from civit.api import Client, using_client
 from civit.errors import CivitError
 from civit.fsutil import atomic_write, read_regular_file
 from civit.layouts import CardKind, LayoutName, webui
@@ -96,7 +97,7 @@ def _read_json(path: Path) -> object:
         return None
 
 
-def sidecar_version(model: Path) -> Version | None:
+def sidecar_version(model: str | os.PathLike[str]) -> Version | None:
     """The version record a ``.civitai.info`` beside ``model`` holds.
 
     This is how other parts of civit ask "which version does this file's sidecar
@@ -109,7 +110,7 @@ def sidecar_version(model: Path) -> Version | None:
         The version, or ``None`` when neither name exists, the file is not a version
         record, or it is ``{}`` (Civitai Helper's "not on Civitai" marker).
     """
-    for path in info_paths(model):
+    for path in info_paths(Path(model)):
         document = _read_json(path)
         if isinstance(document, dict) and document:
             return Version.from_json(document)
@@ -335,7 +336,7 @@ def _dump(document: object) -> bytes:
 
 
 def write_sidecars(
-    model_path: Path,
+    model_path: str | os.PathLike[str],
     version: Version,
     *,
     card: CardKind | None = None,
@@ -365,7 +366,9 @@ def write_sidecars(
         model: the model record (SD.Next's card, descriptions, tags).
         preview_nsfw: the highest image level for a preview (``pg``, ``pg13``, ``r``,
             ``x``, ``xxx`` or a number), or ``none``.
-        client: fetches the preview (never with the token); no preview without it.
+        client: fetches the preview (never with the token); one is made from the
+            environment and config (and closed) when a preview is wanted and it is
+            omitted.
 
     Returns:
         What was written, and notes.
@@ -375,14 +378,15 @@ def write_sidecars(
         UsageError: ``preview_nsfw`` is not a level.
     """
     max_level = preview_level(preview_nsfw)
+    model_file = Path(model_path)
     written: list[Path] = []
     notes: list[str] = []
-    base = stem(model_path)
-    info = model_path.with_name(base + INFO_SUFFIX)
+    base = stem(model_file)
+    info = model_file.with_name(base + INFO_SUFFIX)
     atomic_write(info, _dump(dict(version.raw) or {"id": version.id, "name": version.name}))
     written.append(info)
     if card == "a1111":
-        target = model_path.with_name(base + CARD_SUFFIX)
+        target = model_file.with_name(base + CARD_SUFFIX)
         existing = _read_json(target) if target.exists() else {}
         if isinstance(existing, dict):
             merged = {**a1111_card(version, model=model, flux=flux_cards), **existing}
@@ -392,7 +396,7 @@ def write_sidecars(
         else:
             notes.append(f"kept {target.name}: it is not a card-metadata object")
     elif card == "sdnext":
-        target = model_path.with_name(base + CARD_SUFFIX)
+        target = model_file.with_name(base + CARD_SUFFIX)
         existing = _read_json(target) if target.exists() else None
         if model is None:
             notes.append(f"no {target.name}: the model record could not be fetched")
@@ -404,7 +408,7 @@ def write_sidecars(
         else:
             notes.append(f"kept {target.name}: it is not a Civitai model record")
     elif card == "stabilitymatrix":
-        target = model_path.with_name(base + CM_INFO_SUFFIX)
+        target = model_file.with_name(base + CM_INFO_SUFFIX)
         existing = _read_json(target) if target.exists() else {}
         document = cm_info(version, file, model=model)
         if isinstance(existing, dict):
@@ -412,7 +416,7 @@ def write_sidecars(
         atomic_write(target, _dump(document))
         written.append(target)
     if max_level is not None:
-        preview = _preview(model_path, version, max_level, client, notes)
+        preview = _preview(model_file, version, max_level, client, notes)
         if preview is not None:
             written.append(preview)
     return Sidecars(tuple(written), tuple(notes))
@@ -427,10 +431,9 @@ def _preview(
     if image is None:
         notes.append(f"no preview: {version.name} has no image at or below the preview_nsfw level")
         return None
-    if client is None:
-        return None
     try:
-        return _write_preview(model_path, image, client)
+        with using_client(client) as api:
+            return _write_preview(model_path, image, api)
     except CivitError as exc:
         notes.append(f"no preview: {exc}")
         return None

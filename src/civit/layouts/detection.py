@@ -6,6 +6,7 @@ and SD.Next ship A1111's ``webui.py``, the Forge family ships all of A1111's fil
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from types import MappingProxyType
@@ -65,7 +66,7 @@ def webui(layout: LayoutName) -> WebUI:
         raise UsageError(f"unknown layout {layout!r}; use auto|{_CHOICES}") from None
 
 
-def detect_layout(root: Path) -> Detection | None:
+def detect_layout(root: str | os.PathLike[str]) -> Detection | None:
     """Tell which WebUI is installed in ``root`` from the files it ships with.
 
     Names are compared with their exact case. This is the function other parts of civit
@@ -79,8 +80,9 @@ def detect_layout(root: Path) -> Detection | None:
         ``root/ComfyUI`` for the ComfyUI Windows portable build), or ``None`` if
         ``root`` is missing or looks like none of them.
     """
+    folder = Path(root)
     for ui in DETECTION_ORDER:
-        found = ui.detect(root)
+        found = ui.detect(folder)
         if found is not None:
             return found
     return None
