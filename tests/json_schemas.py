@@ -341,6 +341,7 @@ SCHEMAS: dict[str, Any] = {
             "newest": (UPDATE_VERSION, None),
             "other_bases": [UPDATE_VERSION],
             "reason": TEXT,
+            "error": (ERROR, None),
         }
     ],
     "freeze": {

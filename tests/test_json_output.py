@@ -116,6 +116,11 @@ def test_config_and_outdated(civit_cli, fake: FakeCivitai, tmp_path: Path) -> No
     document_of(civit_cli("--json", "config", "path"), "config path")
     (tmp_path / "lora.safetensors").write_bytes(fake.file(LORA).content)
     document_of(civit_cli("outdated", tmp_path, "--json"), "outdated")
+    missing = tmp_path / "gone.safetensors"
+    run = civit_cli("outdated", tmp_path / "lora.safetensors", missing, "--json")
+    current, failed = document_of(run, "outdated")
+    assert current["error"] is None and failed["status"] == "error"
+    assert failed["error"]["exit_code"] == run.code == 1
 
 
 @pytest.mark.parametrize(

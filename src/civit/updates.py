@@ -186,6 +186,12 @@ class UpdateCheck:
             "newest": _version_json(self.newest, self.file),
             "other_bases": [_version_json(version, None) for version in self.other_bases],
             "reason": self.reason,
+            # The item-failure shape every command shares; an unreadable file is exit 1.
+            "error": (
+                {"message": self.reason, "exit_code": 1, "hint": None}
+                if self.status == "error"
+                else None
+            ),
         }
 
 
