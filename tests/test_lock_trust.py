@@ -109,6 +109,33 @@ def test_a_dest_under_root_may_be_anywhere_below_it(
     assert run.code == 2 and "lies outside" in run.err
 
 
+def test_a_folder_the_webui_settings_name_may_hold_locked_files(
+    civit_cli, fake: FakeCivitai, client: Client, project: Path, tmp_path: Path
+) -> None:
+    webui = project / "webui"
+    (webui / "models").mkdir(parents=True)
+    (webui / "webui.py").write_text("")
+    (tmp_path / "disk").mkdir()
+    (webui / "webui-user.sh").write_text(
+        f'export COMMANDLINE_ARGS="--lora-dir {tmp_path / "disk/loras"}"\n'
+    )
+    manifest = civit.write_manifest(project / "civit.toml", ["328553"], settings={"root": "webui"})
+    civit.lock(manifest, client=client)
+    locked = (tmp_path / "disk/loras/add-detail-xl.safetensors").as_posix()
+    assert f'dest = "{locked}"' in manifest.lock_path.read_text()
+    run = civit_cli("install", "-f", manifest.path, "--frozen")
+    assert run.code == 0, run.err
+    assert (tmp_path / "disk/loras/add-detail-xl.safetensors").is_file()
+    fake.clear_log()
+    assert civit_cli("lock", "-f", manifest.path).code == 0
+    assert api_requests(fake) == []  # the entry stands: nothing resolved again
+    edit_lock(manifest, locked, locked.replace("disk/loras", "evil"))
+    refused = civit_cli("install", "-f", manifest.path, "--frozen")
+    assert refused.code == 2
+    assert "lies outside" in refused.err and "the folders its WebUI settings name" in refused.err
+    assert not (tmp_path / "evil").exists()
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [

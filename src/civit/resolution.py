@@ -29,7 +29,7 @@ from civit.config import Settings
 from civit.downloader import plan_target, subfolder_for
 from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
-from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout
+from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout, webui
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
@@ -242,8 +242,31 @@ def _within(path: Path, folder: Path) -> bool:
     return os.path.commonpath([inner, outer]) == outer and inner != outer
 
 
-def _entry_mismatch(manifest: Manifest, entry: ModelEntry, locked: LockedFile) -> str | None:
-    """Why ``locked`` cannot be what ``entry`` resolved to; ``None`` if it can be."""
+def _placement_folders(manifest: Manifest) -> tuple[Path, ...]:
+    """Where an entry placed under ``root`` may land: the root, and the folders the
+    WebUI's own settings there send files to (``--lora-dir``, ``extra_model_paths.yaml``
+    ...), which may lie elsewhere. They are read from this machine's WebUI, never from
+    the lock."""
+    settings = manifest.settings
+    base = settings.root or manifest.folder
+    if settings.root is None:
+        return (base,)
+    try:
+        found = resolve_layout(settings.root, cast(LayoutChoice, settings.layout or "auto"))
+    except UsageError:
+        return (base,)
+    configured = webui(found.layout).folders(found.root).folders.values()
+    return (base, *dict.fromkeys(f.path for f in configured if f.source is not None))
+
+
+def _entry_mismatch(
+    manifest: Manifest, entry: ModelEntry, locked: LockedFile, *, folders: Sequence[Path]
+) -> str | None:
+    """Why ``locked`` cannot be what ``entry`` resolved to; ``None`` if it can be.
+
+    ``folders``: where an entry placed under ``root`` may land (see
+    :func:`_placement_folders`).
+    """
     if locked.ref != redact_ref(entry.ref):
         return f"its ref is {locked.ref!r}, but the manifest entry says {redact_ref(entry.ref)!r}"
     if locked.entry_hash is not None and locked.entry_hash != entry.content_hash:
@@ -263,8 +286,9 @@ def _entry_mismatch(manifest: Manifest, entry: ModelEntry, locked: LockedFile) -
     if folder is not None:
         if os.path.normpath(target.parent) != os.path.normpath(folder):
             return f"its dest {locked.dest} is not in {folder}, where the manifest puts it"
-    elif not _within(target, settings.root or manifest.folder):
-        return f"its dest {locked.dest} lies outside {settings.root or manifest.folder}"
+    elif not any(_within(target, place) for place in folders):
+        others = " and the folders its WebUI settings name" if len(folders) > 1 else ""
+        return f"its dest {locked.dest} lies outside {settings.root or manifest.folder}{others}"
     return None
 
 
@@ -274,8 +298,9 @@ def check_lock_fits(manifest: Manifest, current: Lock) -> None:
     Checks the manifest hash, one ``[[file]]`` per ``[[model]]`` with the same ref, the
     pins the manifest states (version, model, file id, name), each entry's
     ``entry_hash`` when it has one, and that every ``dest`` lies in the folder the
-    manifest puts that entry (its ``dest``, ``[settings] dest``, or under ``root``) —
-    so a hand-edited ``dest = "/etc/…"`` or ``../../`` is refused before any write.
+    manifest puts that entry (its ``dest``, ``[settings] dest``, or under ``root`` or a
+    folder the WebUI's own settings there name) — so a hand-edited ``dest =
+    "/etc/…"`` or ``../../`` is refused before any write.
 
     Raises:
         ManifestError: the first mismatch, naming the entry (exit 2).
@@ -294,8 +319,9 @@ def check_lock_fits(manifest: Manifest, current: Lock) -> None:
             "entries",
             hint=FIX_LOCK,
         )
+    folders = _placement_folders(manifest)
     for entry, locked in zip(manifest.entries, current.files, strict=True):
-        problem = _entry_mismatch(manifest, entry, locked)
+        problem = _entry_mismatch(manifest, entry, locked, folders=folders)
         if problem is not None:
             raise ManifestError(
                 f"{manifest.lock_path} does not match {manifest.path.name}: [[file]] "
@@ -323,6 +349,7 @@ def _kept_entries(manifest: Manifest, previous: Lock | None) -> dict[int, Locked
         previous.files
     ) == len(manifest.entries)
     kept: dict[int, LockedFile] = {}
+    folders = _placement_folders(manifest)
     for position, entry in enumerate(manifest.entries):
         locked = by_hash.get(entry.content_hash)
         if locked is None and unchanged_legacy and previous.files[position].entry_hash is None:
@@ -331,7 +358,7 @@ def _kept_entries(manifest: Manifest, previous: Lock | None) -> dict[int, Locked
             locked is not None
             and locked.sha256 is not None
             and locked.blake3 is not None
-            and _entry_mismatch(manifest, entry, locked) is None
+            and _entry_mismatch(manifest, entry, locked, folders=folders) is None
         ):
             kept[position] = dataclasses.replace(locked, entry_hash=entry.content_hash)
     return kept
