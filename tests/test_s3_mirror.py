@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 import civit
+import civit.cli
 from civit import Client, RetryPolicy
 from civit.errors import AuthError, UsageError
 from civit.mirrors import check_mirror
@@ -137,6 +139,50 @@ def test_s3_urls_name_a_bucket_and_a_prefix() -> None:
             check_mirror(bad)
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("s3://AKIAKEY:s3cr3t@bucket/x", "credentials do not belong in it"),
+        ("s3://bucket/x?X-Amz-Signature=s3cr3t", "?query or #fragment"),
+        ("s3://UPPER/x", "'UPPER' is not a bucket name"),
+    ],
+)
+def test_a_bad_s3_url_says_why_and_never_echoes_a_secret(
+    url: str, reason: str, tmp_path: Path, civit_cli: Callable[..., Any]
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(reason)) as error:
+        check_mirror(url)
+    assert "s3cr3t" not in str(error.value) and "AKIAKEY" not in str(error.value)
+    run = civit_cli("--json", "mirror", "push", url, tmp_path)
+    assert run.code == 2 and reason in run.err
+    assert "s3cr3t" not in run.out + run.err and "AKIAKEY" not in run.out + run.err
+
+
+def test_an_endpoint_with_user_info_is_never_shown_even_verbose(
+    installed: civit.Manifest,
+    client: Client,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """botocore quotes a malformed endpoint whole; civit's message and traceback do not."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:s3cr3t-pass@bad host:9000")
+    node = other_node(installed, tmp_path)
+    report = civit.install(node, frozen=True, client=client, mirror="s3://models/fleet", **ENGINE)
+    assert [result.source for result in report.results] == ["civitai"] * 3
+    assert "cannot set up S3 access" in (report.results[0].mirror_error or "")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        civit.cli.main(["-v", "mirror", "push", "s3://models/fleet", "--lock", node.lock_path])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "AWS_ENDPOINT_URL" in captured.err
+    assert "http://bad host:9000" in captured.err
+    for text in (captured.out, captured.err, json.dumps(report.as_json())):
+        assert "s3cr3t" not in text and "minio:" not in text
+
+
 def test_a_manifest_may_name_an_s3_mirror(tmp_path: Path) -> None:
     (tmp_path / "civit.toml").write_text('[settings]\nmirror = "s3://models/fleet"\n')
     assert civit.load_manifest(tmp_path / "civit.toml").settings.mirror == "s3://models/fleet"
@@ -161,7 +207,9 @@ def test_without_the_extra_s3_is_a_usage_error_naming_it(
     monkeypatch.setitem(sys.modules, "boto3", None)  # as if boto3 were not installed
     run = civit_cli("install", "-f", node.path, "--frozen", "--mirror", "s3://models/fleet")
     assert run.code == 2
-    assert "pip install 'civit[s3]'" in run.err
+    # civit is installed from a Git URL, not PyPI: the hint adds boto3 to this very Python.
+    assert f"{sys.executable} -m pip install boto3" in run.err
+    assert "civit[s3]" in run.err
     run = civit_cli("mirror", "push", "s3://models/fleet", installed.path)
     assert run.code == 2 and "civit[s3]" in run.err
     with pytest.raises(UsageError, match=r"civit\[s3\]"):
@@ -258,6 +306,18 @@ def test_push_to_a_folder(tmp_path: Path, installed: civit.Manifest, fake: FakeC
         assert (folder / served.sha256.lower()).read_bytes() == served.content
     assert civit.push_mirror(folder, lock=installed.lock_path).count("present") == 3
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_given_as_dest_is_a_clear_error(
+    tmp_path: Path, civit_cli: Callable[..., Any]
+) -> None:
+    """`civit mirror push model.safetensors` (DEST forgotten) must not hint at --dest."""
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"weights")
+    run = civit_cli("mirror", "push", model)
+    assert run.code == 1
+    assert f"cannot create folder {model}" in run.err
+    assert "DEST is the mirror" in run.err and "--root" not in run.err
 
 
 # -- install from the bucket ---------------------------------------------------------
@@ -478,6 +538,19 @@ def test_credentials_and_endpoint_come_from_an_aws_profile(
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(UsageError, match="AWS profile 'nobody'"):
         civit.push_mirror(f"s3://{bucket}", lock=installed.lock_path)
+
+
+def test_the_per_service_endpoint_variable_works(
+    tmp_path: Path, bucket: str, s3: Any, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_ENDPOINT_URL_S3 (what an R2 or MinIO setup beside other AWS services uses)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_env["AWS_ENDPOINT_URL"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # for other services only
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"weights" * 1000)
+    assert civit.push_mirror(f"s3://{bucket}", [model]).count("uploaded") == 1
+    key = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == model.read_bytes()
 
 
 def test_push_reads_locked_files_from_the_store_where_they_are_not_installed(

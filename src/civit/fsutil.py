@@ -174,8 +174,14 @@ def replace_when_free(source: Path, destination: Path) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def make_folder(folder: Path) -> None:
+def make_folder(
+    folder: Path, *, hint: str = "choose a folder you can write to (--dest or --root)"
+) -> None:
     """Create ``folder`` and its parents if they are missing.
+
+    Args:
+        folder: the folder.
+        hint: what to do when it cannot be created (the flag that chose the folder).
 
     Raises:
         CivitError: it cannot be created (an unwritable parent, a file in the way).
@@ -184,8 +190,7 @@ def make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CivitError(
-            f"cannot create folder {folder}: {exc.strerror or exc}",
-            hint="choose a folder you can write to (--dest or --root)",
+            f"cannot create folder {folder}: {exc.strerror or exc}", hint=hint
         ) from exc
 
 

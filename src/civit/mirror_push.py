@@ -477,7 +477,9 @@ def push_mirror(
             sink = _S3Destination(bucket, jobs=jobs, part_size=part_size, stop=stop)
         else:
             folder = expand_path(target)  # ~ and %VAR%: cmd and PowerShell pass them as is
-            make_folder(folder)
+            make_folder(
+                folder, hint="DEST is the mirror: a folder to create or fill, or s3://BUCKET/PREFIX"
+            )
             label = str(folder)
             sink = _FolderDestination(folder, hashes)
         given = list(paths)

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import importlib.util
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ from civit.errors import (
 )
 
 __all__ = [
-    "S3_EXTRA_HINT",
     "ObjectInfo",
     "S3Bucket",
     "S3Location",
@@ -49,11 +49,9 @@ __all__ = [
     "is_s3_url",
     "parse_s3_url",
     "require_s3_support",
+    "s3_extra_hint",
 ]
 
-S3_EXTRA_HINT = (
-    "install boto3, the S3 extra: pip install boto3 (pip install 'civit[s3]' once civit is on PyPI)"
-)
 CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and that they may "
     "read and write this bucket"
@@ -63,6 +61,8 @@ PRESIGN_SECONDS = 3600
 # Bucket names as S3 and its clones accept them (3-63 characters; dots and dashes).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]")
 _MULTIPART_ETAG = re.compile(r'"?[0-9a-fA-F]+-\d+"?')
+# Up to the last @ of the URL: a password may hold "/" or "@" itself.
+_USERINFO = re.compile(r"//\S*@")
 
 
 def is_s3_url(text: str) -> bool:
@@ -108,14 +108,36 @@ def parse_s3_url(url: str) -> S3Location:
     """
     text = url.strip()
     if not is_s3_url(text):
-        raise UsageError(f"not an S3 URL: {url!r}", hint="use s3://BUCKET/PREFIX")
-    bucket, _, prefix = text[5:].partition("/")
-    if "?" in text or "#" in text or "@" in bucket or not _BUCKET.fullmatch(bucket):
         raise UsageError(
-            f"bad S3 URL {redact_url(text)!r}: {bucket!r} is not a bucket name",
+            f"not an S3 URL: {_without_userinfo(url)!r}", hint="use s3://BUCKET/PREFIX"
+        )
+    bucket, _, prefix = text[5:].partition("/")
+    if "@" in bucket:  # never echo what stands before the @: it may be a key and secret
+        raise UsageError(
+            "bad S3 URL: credentials do not belong in it",
+            hint="use s3://BUCKET/PREFIX, with credentials in AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY or an AWS profile",
+        )
+    if "?" in text or "#" in text:
+        raise UsageError(
+            f"bad S3 URL {redact_url(text)!r}: it may not have a ?query or #fragment",
+            hint="use s3://BUCKET/PREFIX",
+        )
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"bad S3 URL {text!r}: {bucket!r} is not a bucket name",
             hint="use s3://BUCKET/PREFIX (3-63 lower-case letters, digits, dots, dashes)",
         )
     return S3Location(bucket, "/".join(part for part in prefix.split("/") if part))
+
+
+def _without_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` of any URL in it removed.
+
+    >>> _without_userinfo("Invalid endpoint: http://key:se@cr/et@minio:9000")
+    'Invalid endpoint: http://minio:9000'
+    """
+    return _USERINFO.sub("//", text)
 
 
 def require_s3_support() -> None:
@@ -129,7 +151,23 @@ def require_s3_support() -> None:
     except (ImportError, ValueError):  # a broken or blocked install counts as missing
         available = False
     if not available:
-        raise UsageError("s3:// mirrors need boto3, which is not installed", hint=S3_EXTRA_HINT)
+        raise UsageError("s3:// mirrors need boto3, which is not installed", hint=s3_extra_hint())
+
+
+def s3_extra_hint() -> str:
+    """How to add boto3 to the Python that runs civit, whatever installed civit.
+
+    ``pip install 'civit[s3]'`` alone would look for civit on PyPI, where it is not (it
+    is installed from a Git URL or a clone), and a bare ``pip`` may belong to another
+    Python; ``python -m pip`` of this very interpreter adds boto3 where civit runs.
+    """
+    python = sys.executable or "python"
+    if " " in python:
+        python = f'"{python}"'
+    return (
+        f"add boto3, what the civit[s3] extra installs: {python} -m pip install boto3 "
+        "(pipx: pipx inject civit boto3)"
+    )
 
 
 @dataclass(frozen=True)
@@ -243,7 +281,13 @@ class S3Bucket:
         except botocore.exceptions.BotoCoreError as exc:
             raise UsageError(f"cannot set up S3 access: {type(exc).__name__}") from exc
         except ValueError as exc:  # e.g. a malformed AWS_ENDPOINT_URL
-            raise UsageError(f"cannot set up S3 access: {exc}") from exc
+            # botocore's message quotes the endpoint as configured, user info and all;
+            # `from None` keeps that original out of a --verbose traceback too.
+            raise UsageError(
+                f"cannot set up S3 access: {_without_userinfo(str(exc))}",
+                hint="check AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3, or endpoint_url in "
+                "the AWS profile)",
+            ) from None
         self._endpoint = redact_url(str(client.meta.endpoint_url))
         return client
 

@@ -56,7 +56,7 @@ def push_command(
     """Upload verified files to DEST under their SHA256, skipping those already there.
 
     DEST is s3://BUCKET/PREFIX (credentials, region and endpoint from the standard AWS
-    environment variables and ~/.aws profiles; needs pip install 'civit[s3]') or a
+    environment variables and ~/.aws profiles; needs boto3, the civit[s3] extra) or a
     folder (NFS, or served by any static HTTP server). Without PATHs every file of
     civit.lock is pushed. Each file is hashed as it is sent and must match its SHA256;
     S3 also checks every part against its x-amz-checksum-sha256.
