@@ -268,3 +268,30 @@ def test_freeze_again_keeps_the_outdated_ignore_list_added_by_hand(
     manifest.write_text(manifest.read_text().replace("[400100, 827184]", '["all"]'))
     broken = civit_cli("freeze", "ComfyUI")
     assert broken.code == 2 and "[outdated] ignore must be a list of model ids" in broken.err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges")
+def test_freeze_names_a_symlinked_models_folder_it_did_not_search(
+    civit_cli, fake: FakeCivitai, comfyui: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big_disk = tmp_path / "big-disk" / "loras"
+    put(fake, big_disk / "styleShifter_v10.safetensors", 4001011)
+    loras = comfyui / "models" / "loras"
+    shutil.rmtree(loras)
+    loras.symlink_to(big_disk, target_is_directory=True)
+    monkeypatch.chdir(comfyui.parent)
+
+    run = civit_cli("freeze", "ComfyUI")
+    assert run.code == 0, run.err
+    assert f"not frozen: {Path('ComfyUI/models/loras')}: a symlinked folder, not searched" in (
+        run.err
+    )
+    assert "#   models/loras: a symlinked folder" in (comfyui.parent / "civit.toml").read_text()
+
+    both = civit_cli("freeze", "ComfyUI", "ComfyUI/models/loras")
+    assert both.code == 0, both.err
+    assert "not frozen" not in both.err
+    document = tomllib.loads((comfyui.parent / "civit.toml").read_text())
+    assert ("models/loras", "styleShifter_v10.safetensors") in {
+        (m["dest"], m["name"]) for m in document["model"]
+    }

@@ -16,7 +16,8 @@ paths under the root (relative to the manifest when the root lies inside its fol
   ``flat``: every entry names its folder anyway.
 - Files Civitai does not know are listed as comments at the end of the manifest (and
   in the result), never silently dropped; so are files that cannot be frozen: outside
-  the root, unreadable, or with a name another system could not write.
+  the root, unreadable, or with a name another system could not write; and symlinked
+  folders, which the search does not enter unless they are given too.
 - Output is deterministic (entries sorted by path, no timestamps) and written only
   when it changes: freezing an unchanged folder again leaves both files byte for byte.
 - An existing manifest is only replaced if ``civit freeze`` wrote it, and its
@@ -39,7 +40,7 @@ from civit.api import Client
 from civit.errors import ScanRefusedError, UsageError
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, opened_cache
-from civit.hashing import ProgressCallback
+from civit.hashing import ProgressCallback, linked_folders
 from civit.identification import Identification, identify_files
 from civit.layouts import (
     LAYOUTS,
@@ -96,7 +97,8 @@ class FreezeResult:
         layout: its layout (detected, given, or ``flat``).
         frozen: the pinned files, sorted by path.
         unknown: files no Civitai file has the SHA256 of, with their SHA256.
-        skipped: files that could not be frozen, with why.
+        skipped: files that could not be frozen, and symlinked folders that were not
+            searched, with why.
         manifest_written: whether ``civit.toml`` changed.
         lock_written: whether ``civit.lock`` changed.
     """
@@ -181,6 +183,7 @@ def freeze(
         with opened_cache(cache) as hashes:
             found = identify_files(given, client=holder.get(), cache=hashes, progress=progress)
             frozen, unknown, skipped = _sort_out(found, root)
+            skipped += _links_not_searched(given)
             text = manifest_text(
                 manifest_path.parent, root, chosen, frozen, unknown, skipped, ignore=kept_ignore
             )
@@ -299,6 +302,20 @@ def _sort_out(
             frozen.append(FrozenFile(item.path, item.version, file, folder, scans))
     frozen.sort(key=lambda f: (f.folder, f.path.name))
     return frozen, unknown, skipped
+
+
+def _links_not_searched(given: list[Path]) -> list[tuple[Path, str]]:
+    """The symlinked folders the search did not enter, unless they lead back into the
+    folders searched (Stability Matrix links each package's model folders to its
+    ``Models/``): a ``models/loras`` linked to another disk is named, not dropped."""
+    searched = [_absolute(path) for path in given]
+    real = [Path(os.path.realpath(path)) for path in searched if path.is_dir()]
+    return [
+        (link, "a symlinked folder, not searched: pass it as well to freeze the files in it")
+        for link in linked_folders(given)
+        if _absolute(link) not in searched
+        and not any(Path(os.path.realpath(link)).is_relative_to(folder) for folder in real)
+    ]
 
 
 def _unfreezable(item: Identification, root: Path) -> str | None:

@@ -52,6 +52,7 @@ __all__ = [
     "hash_file",
     "hash_files",
     "iter_model_files",
+    "linked_folders",
 ]
 
 AUTOV1_OFFSET = 0x100000
@@ -598,17 +599,42 @@ def iter_model_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 NOT_MODEL_FOLDERS = frozenset({"site-packages", "dist-packages", "__pycache__", "node_modules"})
 
 
+def linked_folders(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The symlinked folders inside the folders of ``paths``, which
+    :func:`iter_model_files` does not enter (a folder given itself is entered even
+    when it is a link).
+
+    Args:
+        paths: files and folders, as given to :func:`iter_model_files`.
+
+    Returns:
+        The links, sorted, every path once.
+    """
+    links: list[Path] = []
+    for folder in (path for path in map(Path, paths) if path.is_dir()):
+        for root, folders, _ in _search(folder):
+            links.extend(Path(root, name) for name in folders if Path(root, name).is_symlink())
+    return sorted(dict.fromkeys(links))
+
+
 def _model_files_under(folder: Path) -> list[Path]:
     files: list[Path] = []
-    for root, folders, names in os.walk(folder):
-        folders[:] = [
-            name
-            for name in folders
-            if not name.startswith(".") and name.lower() not in NOT_MODEL_FOLDERS
-        ]
+    for root, _, names in _search(folder):
         files.extend(
             Path(root, name)
             for name in names
             if not name.startswith(".") and Path(name).suffix.lower() in MODEL_EXTENSIONS
         )
     return sorted(files)
+
+
+def _search(folder: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` without the folders :func:`iter_model_files` skips (symlinked ones
+    are listed but, as ``os.walk`` does, not entered)."""
+    for root, folders, names in os.walk(folder):
+        folders[:] = [
+            name
+            for name in folders
+            if not name.startswith(".") and name.lower() not in NOT_MODEL_FOLDERS
+        ]
+        yield root, folders, names
