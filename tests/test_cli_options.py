@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import civit
 from civit.cli import main
 from civit.testing import FakeCivitai
 
@@ -53,3 +54,10 @@ def test_verbose_after_the_command_shows_the_traceback(
             main(args)
         assert exit_.value.code == 5
         assert ("Traceback" in capsys.readouterr().err) is traceback
+
+
+def test_quiet_lock_says_only_what_it_wrote(civit_cli, tmp_path: Path) -> None:
+    manifest = civit.write_manifest(tmp_path / "civit.toml", ["328553"], settings={"dest": "m"})
+    run = civit_cli("lock", "-f", manifest.path, "-q")
+    assert run.code == 0, run.err
+    assert run.err == f"wrote {manifest.lock_path} (1 file)\n"

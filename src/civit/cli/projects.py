@@ -124,7 +124,7 @@ def lock_command(
         say(f"{manifest.lock_path.name} is up to date ({count_files(len(after.files))})")
         return 0
     say(f"wrote {manifest.lock_path} ({count_files(len(after.files))})")
-    for change in changes:
+    for change in [] if app.quiet else changes:  # -q: the summary line only
         say(describe_lock_change(change))
     return 0
 
