@@ -8,6 +8,7 @@ Over TLS the proxy sees a CONNECT and ciphertext; over plain HTTP absolute-URI r
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -190,7 +191,26 @@ def test_the_proxy_setting_overrides_the_environment_and_none_turns_it_off() -> 
     assert "secret" not in repr(load_settings({"proxy": "http://u:secret@p:1"}, environ={}))
 
 
-@pytest.mark.parametrize("value", ["socks5://p:1080", "https://p:443", "http://p:notaport"])
+@pytest.mark.parametrize(
+    "value", ["socks5://p:1080", "https://p:443", "http://p:notaport", "http://[::1", "http://"]
+)
 def test_unsupported_proxies_are_usage_errors(value: str) -> None:
     with pytest.raises(UsageError, match="HTTP proxies"):
         proxy_rules(value)
+
+
+def test_a_proxy_that_cannot_be_reached_is_named_without_its_credentials(
+    default_models: list[FakeModel],
+) -> None:
+    with socket.socket() as closed:  # a loopback port nothing listens on once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = load_settings({"proxy": f"http://alice:s3cret@127.0.0.1:{port}"}, environ={})
+    with (
+        named_fake(list(default_models), tls=False) as fake,
+        Client(base_url=fake.url, settings=settings, retry=RetryPolicy(attempts=1)) as client,
+        pytest.raises(NetworkError, match=f"through the proxy http://127.0.0.1:{port} ") as info,
+    ):
+        client.get_model(328553)
+    assert "s3cret" not in str(info.value) and "alice" not in str(info.value)
+    assert "and the proxy" in (info.value.hint or "")

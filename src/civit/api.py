@@ -354,10 +354,14 @@ class Client:
                 time.sleep(self.retry.delay(attempt, retry_after))
         if last_response is not None:
             return last_response
+        proxy = self.proxies.proxy_for(url)
+        through = f" through the proxy {redact_url(proxy)}" if proxy else ""
         raise NetworkError(
-            f"cannot reach {redact_url(url)} after {self.retry.attempts} tries ({problem})",
+            f"cannot reach {redact_url(url)}{through} after {self.retry.attempts} tries "
+            f"({problem})",
             url=url,
-            hint="check your connection and run the command again",
+            hint=f"check your connection{' and the proxy' if proxy else ''}, then run the "
+            "command again",
         )
 
     def _request(

@@ -94,11 +94,11 @@ def _normalise_proxy(value: str, source: str) -> str:
     value = value.strip()
     if "://" not in value:
         value = "http://" + value  # httpx and curl read "host:3128" as an HTTP proxy
-    parts = urlsplit(value)
     try:
+        parts = urlsplit(value)
         port = parts.port
-    except ValueError:
-        port = -1
+    except ValueError:  # "http://[::1" or a port that is not a number
+        parts, port = urlsplit(""), -1
     if parts.scheme.lower() != "http" or not parts.hostname or port == -1:
         shown = parts.scheme + "://" + (parts.hostname or "?") if parts.scheme else "?"
         raise UsageError(
