@@ -110,7 +110,8 @@ def test_all_files_leaves_training_data_out_unless_asked(
 def test_refs_from_stdin_and_dry_run(
     civit_cli, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("# my models\n\n328553\n23906  # the VAE\n"))
+    refs = "\ufeff# my models\r\n\r\n328553\r\n23906  # the VAE\r\n"  # as Notepad saves it
+    monkeypatch.setattr("sys.stdin", io.StringIO(refs))
     run = civit_cli("get", "-", "--dest", tmp_path / "dry", "--dry-run", "--json")
     assert run.code == 0, run.err
     documents = json.loads(run.out)

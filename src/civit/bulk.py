@@ -166,14 +166,15 @@ def name_apart(planned: list[PlannedFile]) -> list[PlannedFile]:
 
 def refs_from_lines(lines: Iterable[str]) -> list[str]:
     """The refs in a list, one per line: blank lines and ``#`` comments are skipped,
-    and so is anything after a ref (refs hold no spaces).
+    and so is anything after a ref (refs hold no spaces). A byte order mark (Windows
+    Notepad starts UTF-8 files with one) is not part of the first ref.
 
-    >>> refs_from_lines(["# my LoRAs", "", "328553  # detail", " 827184@2514310 "])
+    >>> refs_from_lines(["\ufeff# my LoRAs", "", "328553  # detail", " 827184@2514310 "])
     ['328553', '827184@2514310']
     """
     refs = []
     for line in lines:
-        words = line.split()
+        words = line.replace("\ufeff", "").split()
         if words and not words[0].startswith("#"):
             refs.append(words[0])
     return refs
