@@ -204,10 +204,11 @@ RESOURCE = {
 FROM_FILE_PLANNED = {key: value for key, value in GET_PLANNED.items() if key != "ref"}
 FROM_FILE_FETCHED = {key: value for key, value in GET_RESULT.items() if key != "ref"}
 FROM_FILE_FAILED = {"file_id": int, "error": ERROR}
+FROM_FILE_SKIPPED = {key: value for key, value in GET_SKIPPED.items() if key != "ref"}
 FROM_IMAGE = {
     "path": str,
     "resources": [RESOURCE],
-    "files": [(FROM_FILE_PLANNED, FROM_FILE_FETCHED, FROM_FILE_FAILED)],
+    "files": [(FROM_FILE_PLANNED, FROM_FILE_FETCHED, FROM_FILE_FAILED, FROM_FILE_SKIPPED)],
     "error": None,
 }
 

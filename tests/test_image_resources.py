@@ -267,6 +267,26 @@ def test_get_from_civitai_resources_dry_run_downloads_nothing(
     assert not [r for r in fake.requests if "/api/download/" in r.path]
 
 
+def test_get_from_skips_a_resource_without_the_selected_file_and_gets_the_rest(
+    civit_cli, tmp_path: Path
+) -> None:
+    image = tmp_path / "civitai.png"
+    infotext = civitai_infotext().replace('"modelVersionId":2300001', '"modelVersionId":2514310')
+    image.write_bytes(make_png(text_chunk("parameters", infotext)))
+    run = civit_cli("get", "--from", image, "--fp", "fp32", "--dest", tmp_path / "out", "--json")
+    assert run.code == 0, run.err
+    (document,) = json.loads(run.out)
+    fetched, skipped = document["files"]
+    assert fetched["file_id"] == 2402204 and fetched["error"] is None  # WAI v16.0's fp32
+    assert (skipped["version_id"], skipped["status"]) == (368189, "skipped")
+    assert "no file of Detail Tweaker XL v1.0 matches fp=fp32" in skipped["reason"]
+
+    nothing = civit_cli("get", "--from", image, "--fp", "bf16", "--dest", tmp_path / "out")
+    assert nothing.code == 4
+    assert "skipped Detail Tweaker XL v1.0: no file" in nothing.err
+    assert "nothing to get" in nothing.err
+
+
 def test_get_from_json_reports_every_resource(civit_cli, tmp_path: Path) -> None:
     workflow = tmp_path / "workflow.json"
     # As Windows Notepad saves it: a byte order mark, then an indented document.

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from civit.api import Client, using_client
-from civit.errors import NotFoundError, UsageError
+from civit.errors import NotDownloadableError, NotFoundError, UsageError
 from civit.image_metadata import ImageKind, read_image_metadata
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref
@@ -183,6 +183,36 @@ class ImageResources:
     keys: tuple[str, ...]
     resources: tuple[ImageResource, ...]
 
+    def choices(
+        self,
+        *,
+        type: str | None = None,
+        format: str | None = None,
+        fp: str | None = None,
+        size: str | None = None,
+    ) -> list[tuple[ImageResource, File | NotDownloadableError]]:
+        """Each found resource with the file to download (each file once), or with
+        why its version has no file the selection wants.
+
+        A hash names its exact file; for a version id the selection chooses (see
+        :meth:`ImageResource.choose_file`). One resource without a matching file
+        does not keep the others from being downloaded.
+        """
+        chosen: list[tuple[ImageResource, File | NotDownloadableError]] = []
+        seen: set[int] = set()
+        for resource in self.resources:
+            if not resource.found:
+                continue
+            try:
+                file = resource.choose_file(type=type, format=format, fp=fp, size=size)
+            except NotDownloadableError as exc:
+                chosen.append((resource, exc))
+                continue
+            if file.id not in seen:
+                seen.add(file.id)
+                chosen.append((resource, file))
+        return chosen
+
     def files(
         self,
         *,
@@ -191,20 +221,18 @@ class ImageResources:
         fp: str | None = None,
         size: str | None = None,
     ) -> list[tuple[ImageResource, File]]:
-        """The files to download for the found resources, each file once.
-
-        A hash names its exact file; for a version id the selection chooses (see
-        :meth:`ImageResource.choose_file`).
+        """The files to download for the found resources, each file once (see
+        :meth:`choices`).
 
         Raises:
             NotDownloadableError: no file of a version matches the selection.
         """
-        chosen: dict[int, tuple[ImageResource, File]] = {}
-        for resource in self.resources:
-            if resource.found:
-                file = resource.choose_file(type=type, format=format, fp=fp, size=size)
-                chosen.setdefault(file.id, (resource, file))
-        return list(chosen.values())
+        files: list[tuple[ImageResource, File]] = []
+        for resource, choice in self.choices(type=type, format=format, fp=fp, size=size):
+            if isinstance(choice, NotDownloadableError):
+                raise choice
+            files.append((resource, choice))
+        return files
 
 
 def resources_from_image(

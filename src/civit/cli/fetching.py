@@ -391,24 +391,35 @@ def get_from_images(
         documents.append(document)
         try:
             image = resources_from_image(path, client=app.client)
-            wanted = image.files(**selection)
         except CivitError as exc:
             exit_code = worst_exit_code((exit_code, exc.exit_code))
             document["error"] = exc.as_json()
             say(f"civit: error: {exc}")
             continue
         document["resources"] = [resource.as_json() for resource in image.resources]
-        found_any = found_any or bool(wanted)
         if not app.json:
             for line in describe_image(image.path, image.keys, image.resources):
                 say(line)
         results: list[dict[str, object]] = []
         document["files"] = results
         document["error"] = None
-        for resource, file in wanted:
-            assert resource.version is not None  # files() yields found resources only
+        for resource, choice in image.choices(**selection):
+            assert resource.version is not None  # choices() yields found resources only
+            if isinstance(choice, CivitError):
+                results.append(
+                    {
+                        "version_id": resource.version.id,
+                        "status": "skipped",
+                        "reason": choice.message,
+                        "error": None,
+                    }
+                )
+                if not app.quiet and not app.json:
+                    say(f"skipped {_label(resource.version)}: {choice.message}")
+                continue
+            found_any = True
             outcome = fetch_planned(
-                app, resource.version, file, where, transfer, progress, extras, dry_run=dry_run
+                app, resource.version, choice, where, transfer, progress, extras, dry_run=dry_run
             )
             results.append(outcome.document)
             exit_code = worst_exit_code((exit_code, outcome.exit_code))
@@ -418,7 +429,7 @@ def get_from_images(
         echo_json(documents)
     if not found_any and not exit_code:
         exit_code = NotFoundError.exit_code
-        say("civit: error: nothing to get: no resource these files name is on Civitai")
+        say("civit: error: nothing to get: these files name nothing on Civitai to download")
     return exit_code
 
 
