@@ -249,17 +249,7 @@ def get(
             continue
         for item in (next(named) for _ in plan):
             if item.file is None:
-                documents.append(
-                    {
-                        "ref": shown,
-                        "version_id": item.version.id,
-                        "status": "skipped",
-                        "reason": item.reason,
-                        "error": None,
-                    }
-                )
-                if not app.quiet and not app.json:
-                    say(f"skipped {_label(item.version)}: {item.reason}")
+                documents.append({"ref": shown, **skip(app, item.version, item.reason or "")})
                 continue
             outcome = fetch_planned(
                 app,
@@ -314,6 +304,13 @@ class Fetched:
 
 def _label(version: Version) -> str:
     return f"{version.model_name} {version.name}" if version.model_name else version.name
+
+
+def skip(app: App, version: Version, reason: str) -> dict[str, object]:
+    """Say that ``version`` contributes no file, and why; its JSON object."""
+    if not app.quiet and not app.json:
+        say(f"skipped {_label(version)}: {reason}")
+    return {"version_id": version.id, "status": "skipped", "reason": reason, "error": None}
 
 
 def fetch_planned(
@@ -406,16 +403,7 @@ def get_from_images(
         for resource, choice in image.choices(**selection):
             assert resource.version is not None  # choices() yields found resources only
             if isinstance(choice, CivitError):
-                results.append(
-                    {
-                        "version_id": resource.version.id,
-                        "status": "skipped",
-                        "reason": choice.message,
-                        "error": None,
-                    }
-                )
-                if not app.quiet and not app.json:
-                    say(f"skipped {_label(resource.version)}: {choice.message}")
+                results.append(skip(app, resource.version, choice.message))
                 continue
             found_any = True
             outcome = fetch_planned(
