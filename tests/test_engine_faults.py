@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import civit
 from civit import Client, File, Hashes, IntegrityError, RetryPolicy, download, get
 from civit.api import parse_retry_after
 from civit.errors import AuthError, CivitError, NetworkError, ResponseError
@@ -251,6 +254,36 @@ def test_a_rename_refused_briefly_is_retried(
     result = get("827184", client=client, dest=tmp_path, **FAST_ENGINE)
     assert refused.refused == 2
     assert result.path.read_bytes() == fake.file(CHECKPOINT).content
+
+
+def test_a_read_only_model_from_the_store_is_updated_on_windows(
+    client: Client, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store entries are sealed read-only, and so is every hardlink to one; Windows
+    (simulated: its platform name, and os.replace refusing a read-only destination
+    with access denied) will not rename over such a file, where POSIX would."""
+    entry = {"ref": "827184@2300001", "name": "wai.safetensors"}
+    manifest = civit.write_manifest(tmp_path / "civit.toml", [entry], settings={"dest": "m"})
+    civit.install(manifest, client=client, store=tmp_path / "store", **FAST_ENGINE)
+    target = tmp_path / "m" / "wai.safetensors"
+    assert not target.stat().st_mode & stat.S_IWRITE  # the sealed store entry's inode
+    real = os.replace
+
+    def replace(src: object, dst: object, **kwargs: object) -> None:
+        if Path(str(dst)).exists() and not Path(str(dst)).stat().st_mode & stat.S_IWRITE:
+            error = PermissionError(errno.EACCES, "Access is denied")
+            error.winerror = 5  # type: ignore[attr-defined]
+            raise error
+        real(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr("civit.fsutil.IN_USE_WAIT", 0.2)
+    result = get(
+        "827184", client=client, dest=tmp_path / "m", name="wai.safetensors", **FAST_ENGINE
+    )
+    assert result.status == "downloaded"
+    assert target.read_bytes() == fake.file(CHECKPOINT).content
 
 
 # -- 13.12: civit errors, found early --------------------------------------------------

@@ -161,6 +161,8 @@ def replace_when_free(source: Path, destination: Path) -> None:
     Raises:
         OSError: the rename still fails (check :func:`is_in_use` to tell why).
     """
+    if sys.platform == "win32":
+        _make_writable(destination)
     deadline = time.monotonic() + IN_USE_WAIT
     delay = 0.05
     while True:
@@ -172,6 +174,16 @@ def replace_when_free(source: Path, destination: Path) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def _make_writable(path: Path) -> None:
+    """Clear the read-only attribute of an existing file: Windows refuses to rename over
+    a read-only file (access denied), where POSIX renames over any file. A model
+    hardlinked from the store is read-only (:meth:`civit.store.Store.seal`)."""
+    with contextlib.suppress(OSError):
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode) and not mode & stat.S_IWRITE:
+            path.chmod(stat.S_IMODE(mode) | stat.S_IWRITE)
 
 
 def make_folder(
