@@ -94,19 +94,58 @@ def test_install_frozen_refuses_a_dest_outside_the_manifest_folders(
     assert not (project / "models").exists()  # nothing installed at all
 
 
-def test_a_dest_under_root_may_be_anywhere_below_it(
-    civit_cli, fake: FakeCivitai, client: Client, project: Path
+@pytest.mark.parametrize(
+    ("dest", "name"),
+    [
+        ("ComfyUI/custom_nodes/evil/__init__.py", "__init__.py"),  # code ComfyUI imports
+        ("ComfyUI/main.py", "main.py"),
+        ("ComfyUI/add-detail-xl.safetensors", "add-detail-xl.safetensors"),
+        ("add-detail-xl.safetensors", "add-detail-xl.safetensors"),  # out of the root
+    ],
+)
+def test_a_dest_under_root_must_be_one_of_its_model_folders(
+    civit_cli, fake: FakeCivitai, client: Client, project: Path, dest: str, name: str
 ) -> None:
-    (project / "ComfyUI" / "models").mkdir(parents=True)
+    """Under ``root`` the WebUI's model folders are allowed, not the whole root: a
+    tampered lock with its own digests (and a mirror serving its bytes) must not plant
+    code the WebUI runs."""
+    (project / "ComfyUI" / "custom_nodes").mkdir(parents=True)
     manifest = civit.write_manifest(
         project / "civit.toml", ["328553"], settings={"root": "ComfyUI", "layout": "comfyui"}
     )
     civit.lock(manifest, client=client)
-    edit_lock(manifest, "models/loras/", "models/checkpoints/")  # still inside the root
+    edit_lock(manifest, "models/loras/", "models/checkpoints/")  # another model folder
     assert civit_cli("install", "-f", manifest.path, "--frozen").code == 0
-    edit_lock(manifest, 'dest = "ComfyUI/', 'dest = "')  # out of the root
+    locked = "ComfyUI/models/checkpoints/add-detail-xl.safetensors"
+    edit_lock(manifest, f'dest = "{locked}"', f'dest = "{dest}"')
+    edit_lock(manifest, 'name = "add-detail-xl.safetensors"', f'name = "{name}"')
+    run = civit_cli("install", "-f", manifest.path, "--frozen", "--overwrite")
+    assert run.code == 2
+    assert "lies outside the model folders of" in run.err
+    assert not (project / dest).exists()
+
+
+def test_a_subfolder_template_puts_locked_files_below_the_dest(
+    civit_cli, fake: FakeCivitai, client: Client, project: Path
+) -> None:
+    """``subfolder`` with ``dest``: civit lock wrote such dests, install --frozen
+    refused every one, and civit lock resolved them again on every run."""
+    manifest = civit.write_manifest(
+        project / "civit.toml",
+        [{"ref": "827184@2514310", "dest": "other", "subfolder": "{creator}"}, "328553"],
+        settings={"dest": "models", "subfolder": "{base_model}"},
+    )
+    civit.lock(manifest, client=client)
+    text = manifest.lock_path.read_text()
+    assert 'dest = "models/SDXL 1.0/add-detail-xl.safetensors"' in text
     run = civit_cli("install", "-f", manifest.path, "--frozen")
-    assert run.code == 2 and "lies outside" in run.err
+    assert run.code == 0, run.err
+    fake.clear_log()
+    assert civit_cli("lock", "-f", manifest.path).code == 0
+    assert api_requests(fake) == []  # both entries stand
+    edit_lock(manifest, "models/SDXL 1.0/", "elsewhere/SDXL 1.0/")
+    refused = civit_cli("install", "-f", manifest.path, "--frozen")
+    assert refused.code == 2 and "is not in" in refused.err
 
 
 def test_a_folder_the_webui_settings_name_may_hold_locked_files(
@@ -132,7 +171,7 @@ def test_a_folder_the_webui_settings_name_may_hold_locked_files(
     edit_lock(manifest, locked, locked.replace("disk/loras", "evil"))
     refused = civit_cli("install", "-f", manifest.path, "--frozen")
     assert refused.code == 2
-    assert "lies outside" in refused.err and "the folders its WebUI settings name" in refused.err
+    assert "lies outside the model folders of" in refused.err
     assert not (tmp_path / "evil").exists()
 
 

@@ -243,20 +243,27 @@ def _within(path: Path, folder: Path) -> bool:
 
 
 def _placement_folders(manifest: Manifest) -> tuple[Path, ...]:
-    """Where an entry placed under ``root`` may land: the root, and the folders the
-    WebUI's own settings there send files to (``--lora-dir``, ``extra_model_paths.yaml``
-    ...), which may lie elsewhere. They are read from this machine's WebUI, never from
-    the lock."""
+    """Where an entry placed under ``root`` may land: the WebUI's model folders, each
+    row's default folder and the folders its own settings name (``--lora-dir``,
+    ``extra_model_paths.yaml``...), which may lie elsewhere. They are read from this
+    machine's WebUI, never from the lock.
+
+    Not the whole root: a lock entry aimed at ``custom_nodes/x/__init__.py`` or
+    ``webui-user.sh`` would be code the WebUI runs. A root that cannot be detected yet
+    (not installed) allows the model folders of every WebUI layout.
+    """
     settings = manifest.settings
-    base = settings.root or manifest.folder
     if settings.root is None:
-        return (base,)
+        return (manifest.folder,)
     try:
         found = resolve_layout(settings.root, cast(LayoutChoice, settings.layout or "auto"))
     except UsageError:
-        return (base,)
-    configured = webui(found.layout).folders(found.root).folders.values()
-    return (base, *dict.fromkeys(f.path for f in configured if f.source is not None))
+        tables = [webui(layout).table for layout in LAYOUTS if layout != "flat"]
+        return tuple(dict.fromkeys(settings.root / p for table in tables for p in table.values()))
+    ui = webui(found.layout)
+    configured = [folder.path for folder in ui.folders(found.root).folders.values()]
+    defaults = [found.root / path for path in ui.table.values()]
+    return tuple(dict.fromkeys([*defaults, *configured]))
 
 
 def _entry_mismatch(
@@ -283,13 +290,20 @@ def _entry_mismatch(
     settings = manifest.settings
     target = locked.target(manifest.folder)
     folder = entry.dest or settings.dest
+    # As in target_for: a subfolder template puts files below the folder, not in it.
+    below = entry.subfolder or (settings.subfolder if entry.dest is None else None)
     if folder is not None:
-        if os.path.normpath(target.parent) != os.path.normpath(folder):
+        inside = _within(target, folder) if below else _same(target.parent, folder)
+        if not inside:
             return f"its dest {locked.dest} is not in {folder}, where the manifest puts it"
     elif not any(_within(target, place) for place in folders):
-        others = " and the folders its WebUI settings name" if len(folders) > 1 else ""
-        return f"its dest {locked.dest} lies outside {settings.root or manifest.folder}{others}"
+        root = settings.root or manifest.folder
+        return f"its dest {locked.dest} lies outside the model folders of {root}"
     return None
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.normpath(a) == os.path.normpath(b)
 
 
 def check_lock_fits(manifest: Manifest, current: Lock) -> None:
@@ -298,9 +312,10 @@ def check_lock_fits(manifest: Manifest, current: Lock) -> None:
     Checks the manifest hash, one ``[[file]]`` per ``[[model]]`` with the same ref, the
     pins the manifest states (version, model, file id, name), each entry's
     ``entry_hash`` when it has one, and that every ``dest`` lies in the folder the
-    manifest puts that entry (its ``dest``, ``[settings] dest``, or under ``root`` or a
-    folder the WebUI's own settings there name) — so a hand-edited ``dest =
-    "/etc/…"`` or ``../../`` is refused before any write.
+    manifest puts that entry (its ``dest`` or ``[settings] dest``, below it with a
+    ``subfolder``; under ``root``, one of the WebUI's model folders, see
+    :func:`_placement_folders`) — so a hand-edited ``dest = "/etc/…"``, ``../../`` or
+    ``custom_nodes/x/__init__.py`` is refused before any write.
 
     Raises:
         ManifestError: the first mismatch, naming the entry (exit 2).
