@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -206,6 +207,40 @@ def test_stability_matrix_cm_info(client: Client, fake: FakeCivitai, tmp_path: P
     assert datetime.fromisoformat(info["ImportedAt"]).tzinfo is not None
     assert info["UserTitle"] == "Detail!"
     assert "Stats" in info and all(isinstance(v, int) for v in info["Stats"].values())
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges")
+@pytest.mark.parametrize("layout", ["a1111", "stabilitymatrix"])
+def test_a_card_planted_as_a_symlink_never_copies_what_it_points_to(
+    civit_cli, fake: FakeCivitai, tmp_path: Path, layout: str
+) -> None:
+    """Someone who can write to the shared model folder plants ``x.json`` (or
+    ``x.cm-info.json``) -> the victim's private JSON: merging "the keys already there"
+    would copy its secrets into a card anyone can read."""
+    secret = tmp_path / "victim" / "config.json"
+    secret.parent.mkdir()
+    private = {"auths": {"registry": {"auth": "SECRET"}}, "UserTitle": "SECRET title"}
+    secret.write_text(json.dumps(private))
+    secret.chmod(0o600)
+    if layout == "a1111":
+        root, folder, card = webui(tmp_path / "webui", *A1111), "models/Lora", "x.json"
+    else:
+        root = webui(tmp_path / "sm", "Models/", "Packages/", "settings.json")
+        folder, card = "Models/Lora", "x.cm-info.json"
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    planted = root / folder / card.replace("x.", "add-detail-xl.")
+    planted.symlink_to(secret)
+    got = civit_cli("get", "328553", "--root", root, "--info", "--preview-nsfw", "none")
+    assert got.code == 0, got.err
+    # And identify --write-info over a library holding a planted pair.
+    (root / folder / "lib.safetensors").write_bytes(fake.file(LORA).content)
+    (root / folder / card.replace("x.", "lib.")).symlink_to(secret)
+    found = civit_cli("identify", root / folder, "--write-info", "--preview-nsfw", "none")
+    assert found.code == 0, found.err
+    for written in (root / folder).iterdir():
+        if written.is_file() and not written.is_symlink():
+            assert b"SECRET" not in written.read_bytes(), written.name
+    assert json.loads(secret.read_text())["auths"]  # and the secret itself is untouched
 
 
 def test_previews_are_fetched_safely(client: Client, fake: FakeCivitai, tmp_path: Path) -> None:

@@ -76,18 +76,24 @@ def _not_regular(mode: int) -> str | None:
     return "not a regular file"
 
 
-def open_regular(path: str | os.PathLike[str]) -> int:
+def open_regular(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> int:
     """Open ``path`` for reading, refusing anything but a regular file (symlinks to one
-    are fine), without ever blocking on a FIFO.
+    are fine unless ``follow_symlinks`` is false), without ever blocking on a FIFO.
 
     Returns:
         An open file descriptor; the caller closes it.
 
     Raises:
         OSError: the file cannot be opened, or is not a regular file (``strerror`` says
-            what it is, e.g. "it is a FIFO (named pipe), not a regular file").
+            what it is, e.g. "it is a FIFO (named pipe), not a regular file"), or is a
+            symlink and ``follow_symlinks`` is false.
     """
-    fd = os.open(path, _READ_FLAGS)
+    flags = _READ_FLAGS
+    if not follow_symlinks:
+        if not hasattr(os, "O_NOFOLLOW") and Path(path).is_symlink():
+            raise OSError(errno.ELOOP, "it is a symbolic link", str(path))
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
     try:
         kind = _not_regular(os.fstat(fd).st_mode)
         if kind is not None:
@@ -100,14 +106,17 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def read_regular_file(path: str | os.PathLike[str], *, limit: int = MAX_SMALL_FILE) -> bytes:
+def read_regular_file(
+    path: str | os.PathLike[str], *, limit: int = MAX_SMALL_FILE, follow_symlinks: bool = True
+) -> bytes:
     """The bytes of a small regular file (a manifest, a lock, a sidecar, the config).
 
     Raises:
         FileNotFoundError: there is no such file.
-        OSError: unreadable, not a regular file, or larger than ``limit``.
+        OSError: unreadable, not a regular file, larger than ``limit``, or a symlink
+            and ``follow_symlinks`` is false.
     """
-    with os.fdopen(open_regular(path), "rb") as handle:
+    with os.fdopen(open_regular(path, follow_symlinks=follow_symlinks), "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"it is larger than {human_bytes(limit)}", str(path))

@@ -88,11 +88,12 @@ def info_paths(model: Path) -> tuple[Path, Path]:
     return model.with_name(stem(model) + INFO_SUFFIX), model.with_name(model.name + INFO_SUFFIX)
 
 
-def _read_json(path: Path) -> object:
+def _read_json(path: Path, *, follow_symlinks: bool = True) -> object:
     """A small JSON file's content; ``None`` if absent, not a regular file (a planted
     FIFO must not hang civit), unreadable, too big or broken."""
     try:
-        return json.loads(read_regular_file(path, limit=_MAX_SIDECAR_BYTES))
+        data = read_regular_file(path, limit=_MAX_SIDECAR_BYTES, follow_symlinks=follow_symlinks)
+        return json.loads(data)
     except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return None
 
@@ -168,6 +169,19 @@ def plain_text(markup: str | None) -> str:
     parser.close()
     text = html.unescape("".join(parser.parts))
     return re.sub(r"\n\s*\n+", "\n", re.sub(r"[ \t]+", " ", text)).strip()
+
+
+def _existing_card(path: Path) -> object:
+    """A card already beside the model, whose keys civit keeps when it rewrites it:
+    ``{}`` if there is none, ``None`` if it cannot be used.
+
+    Never read through a symlink: the card is rewritten as a plain file in the model
+    folder, and a link planted there (``x.json -> ~/.docker/config.json``) would copy
+    whatever JSON it points to into a file others can read.
+    """
+    if not os.path.lexists(path):
+        return {}
+    return _read_json(path, follow_symlinks=False)
 
 
 def _page(version: Version) -> str:
@@ -387,7 +401,7 @@ def write_sidecars(
     written.append(info)
     if card == "a1111":
         target = model_file.with_name(base + CARD_SUFFIX)
-        existing = _read_json(target) if target.exists() else {}
+        existing = _existing_card(target)
         if isinstance(existing, dict):
             merged = {**a1111_card(version, model=model, flux=flux_cards), **existing}
             if merged != existing or not target.exists():
@@ -397,7 +411,7 @@ def write_sidecars(
             notes.append(f"kept {target.name}: it is not a card-metadata object")
     elif card == "sdnext":
         target = model_file.with_name(base + CARD_SUFFIX)
-        existing = _read_json(target) if target.exists() else None
+        existing = _existing_card(target) or None
         if model is None:
             notes.append(f"no {target.name}: the model record could not be fetched")
         elif existing is None and target.exists():
@@ -409,7 +423,7 @@ def write_sidecars(
             notes.append(f"kept {target.name}: it is not a Civitai model record")
     elif card == "stabilitymatrix":
         target = model_file.with_name(base + CM_INFO_SUFFIX)
-        existing = _read_json(target) if target.exists() else {}
+        existing = _existing_card(target)
         document = cm_info(version, file, model=model)
         if isinstance(existing, dict):
             document.update({k: existing[k] for k in _CM_USER_KEYS if k in existing})
