@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from civit import Client, NetworkError, NotFoundError, ResponseError, RetryPolicy
+from civit import CivitError, Client, NetworkError, NotFoundError, ResponseError, RetryPolicy
 from civit.records import File, Version
 from civit.testing import FakeCivitai
 from hostile import ScriptedHandler, ScriptedServer, gzip_bomb, scripted_server
@@ -143,6 +143,53 @@ def test_a_file_instead_of_a_download_redirect_is_refused_after_a_few_kib() -> N
     assert isinstance(raised, ResponseError)
     assert "HTTP 200 and no link" in str(raised)
     assert peak < 4 * MiB
+
+
+# -- public bytes (previews, safetensors headers): the same bounds ---------------------
+
+
+@pytest.mark.timeout(20)
+def test_a_trickling_preview_ends_at_the_deadline() -> None:
+    """An image host sending a byte now and then kept get --info alive for hours."""
+
+    def trickle(handler: ScriptedHandler) -> None:
+        handler.start_chunked(headers={"Content-Type": "image/png"})
+        handler.chunk(b"\x89PNG\r\n\x1a\n")
+        handler.stream_forever(b"\0", pause=0.05)
+
+    started = time.monotonic()
+    with (
+        scripted_server({"/image.png": trickle}) as server,
+        client_for(server, deadline=0.5) as client,
+        pytest.raises(NetworkError, match="still arriving"),
+    ):
+        client.fetch_public(f"{server.url}/image.png", limit=MiB, what="the preview image")
+    assert time.monotonic() - started < 3
+
+
+def test_a_gzip_bomb_preview_is_not_inflated_past_the_limit(bomb_server: ScriptedServer) -> None:
+    bomb_server.routes["/image.png"] = bomb_server.routes["/api/v1/models/1"]
+    with client_for(bomb_server) as client:
+        url = f"{bomb_server.url}/image.png"
+        peak, raised = peak_memory(lambda: client.fetch_public(url, limit=MiB))
+        head = client.fetch_public(url, limit=MiB, first_bytes=16)
+    assert isinstance(raised, ResponseError) and "larger than the 1048576 bytes" in str(raised)
+    assert peak < 8 * MiB
+    assert head.data == bytes(16)
+
+
+@pytest.mark.parametrize(
+    "location", ["http://127.0.0.1:notaport/x.png", "http://[::1/x.png", "http://u:p@h:99999/"]
+)
+def test_a_broken_preview_address_is_a_civit_error(location: str) -> None:
+    def redirect(handler: ScriptedHandler) -> None:
+        handler.answer(302, b"", headers={"Location": location + "?sig=SECRET"})
+
+    with scripted_server({"/image.png": redirect}) as server, client_for(server) as client:
+        for url in (location + "?sig=SECRET", f"{server.url}/image.png"):
+            with pytest.raises(CivitError) as raised:
+                client.fetch_public(url, limit=MiB)
+            assert "SECRET" not in str(raised.value) and "p@" not in str(raised.value)
 
 
 def deep_json(depth: int = 200_000) -> bytes:

@@ -183,6 +183,23 @@ def test_an_endpoint_with_user_info_is_never_shown_even_verbose(
         assert "s3cr3t" not in text and "minio:" not in text
 
 
+def test_an_endpoint_with_a_port_that_is_no_number_falls_back_to_civitai(
+    installed: civit.Manifest,
+    client: Client,
+    tmp_path: Path,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore takes it; naming the endpoint in a message raised ValueError (an
+    internal error for the whole install)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:s3cr3t@127.0.0.1:notaport")
+    node = other_node(installed, tmp_path)
+    report = civit.install(node, frozen=True, client=client, mirror="s3://models/fleet", **ENGINE)
+    assert report.exit_code == 0
+    assert [result.source for result in report.results] == ["civitai"] * 3
+    assert "s3cr3t" not in json.dumps(report.as_json())
+
+
 def test_a_manifest_may_name_an_s3_mirror(tmp_path: Path) -> None:
     (tmp_path / "civit.toml").write_text('[settings]\nmirror = "s3://models/fleet"\n')
     assert civit.load_manifest(tmp_path / "civit.toml").settings.mirror == "s3://models/fleet"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import civit
+from civit.errors import redact_url
 from civit.refs import parse_ref, pasted_token, redact_ref
 from civit.testing import FakeCivitai
 
@@ -47,6 +48,21 @@ def test_redact_ref_drops_credentials_and_keeps_the_meaning(text: str, shown: st
     assert SECRET not in redact_ref(text)
     if "[" not in text:
         assert parse_ref(redact_ref(text)) == parse_ref(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"https://u:{SECRET}@cdn.example/f?X-Amz-Signature={SECRET}#x", "https://cdn.example/f"),
+        (f"http://u:{SECRET}@127.0.0.1:notaport/x?sig={SECRET}", "http://127.0.0.1:notaport/x"),
+        (f"http://u:{SECRET}@[::1/x?sig={SECRET}", "http://[::1/x"),
+        (f"http://u:{SECRET}@h:99999/x#{SECRET}", "http://h:99999/x"),
+    ],
+)
+def test_redact_url_never_fails(url: str, shown: str) -> None:
+    """Messages name URLs through redact_url; one Python cannot parse (a bad port in an
+    endpoint or a redirect) raised ValueError, an internal error."""
+    assert redact_url(url) == shown
 
 
 def test_pasted_token() -> None:

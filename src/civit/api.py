@@ -581,7 +581,8 @@ class Client:
         bytes of a file behind a presigned link. Bounded, and never with the token.
 
         The ``Authorization`` header is not sent even to the API origin, redirects are
-        followed, and the body is read up to ``limit`` bytes.
+        followed, and the body is read up to ``limit`` bytes (after decompression) within
+        the client's API deadline.
 
         Args:
             url: the http(s) URL.
@@ -596,19 +597,27 @@ class Client:
             The body and its content type.
 
         Raises:
-            NetworkError: the connection failed or the server answered an error.
+            NetworkError: the connection failed, the server answered an error, or the
+                body was still arriving after the API deadline (a trickle).
             ResponseError: the answer is larger than ``limit``.
             UsageError: not an http(s) URL.
         """
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:  # a broken address (http://[::1/x) is no http(s) URL either
+            scheme = ""
+        if scheme not in ("http", "https"):
             raise UsageError(f"refusing to fetch {what} from {redact_url(url)}: not http(s)")
         headers = {"Accept": accept}
         cap = limit
         if first_bytes is not None:
             headers["Range"] = f"bytes=0-{first_bytes - 1}"
             cap = min(limit, first_bytes)
+        deadline = time.monotonic() + self.deadline
         try:
-            with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            request = self._http.build_request("GET", url, headers=headers)
+            response = self._http.send(request, stream=True, follow_redirects=True)
+            try:
                 if response.status_code >= 400:
                     raise NetworkError(
                         f"cannot fetch {what}: HTTP {response.status_code}",
@@ -620,21 +629,18 @@ class Client:
                     raise ResponseError(
                         f"{what} is {int(declared)} bytes, more than the {limit} allowed", url=url
                     )
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > cap:
-                        if first_bytes is not None:
-                            del body[cap:]
-                            break
-                        raise ResponseError(
-                            f"{what} is larger than the {limit} bytes allowed", url=url
-                        )
-                content_type = response.headers.get("content-type", "")
-        except httpx.HTTPError as exc:
+            except BaseException:
+                response.close()
+                raise
+            # Within the API deadline (a trickle ends) and, decompressed, within the cap.
+            body = read_bounded(response, limit=cap, deadline=deadline, what=what, cut=True)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             problem = f"cannot fetch {what} from {redact_url(url)}: {exc}"
             raise NetworkError(problem, url=url) from exc
-        return PublicBytes(bytes(body), content_type.split(";")[0].strip().lower())
+        if body.truncated and first_bytes is None:
+            raise ResponseError(f"{what} is larger than the {limit} bytes allowed", url=url)
+        content_type = body.response.headers.get("content-type", "")
+        return PublicBytes(body.response.content, content_type.split(";")[0].strip().lower())
 
     # -- downloads -------------------------------------------------------------------
 

@@ -83,13 +83,27 @@ def redact_url(url: str) -> str:
     Presigned CDN links carry their signature in the query string, and a careless user
     may put ``?token=`` on an API URL; neither belongs in a message.
 
+    It never fails: an address Python cannot parse (a port that is no number, a broken
+    IPv6 host) loses the same parts by plain string cutting.
+
     >>> redact_url("https://u:p@cdn.example/f.safetensors?X-Amz-Signature=abc#x")
     'https://cdn.example/f.safetensors'
+    >>> redact_url("http://u:p@127.0.0.1:notaport/x?sig=abc")
+    'http://127.0.0.1:notaport/x'
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        scheme, separator, rest = url.partition("://")
+        if not separator:
+            scheme, rest = "", url
+        rest = rest.split("?", 1)[0].split("#", 1)[0]
+        authority, slash, path = rest.partition("/")
+        address = authority.rpartition("@")[2]
+        return f"{scheme}{separator}{address}{slash}{path}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
