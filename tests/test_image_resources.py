@@ -8,6 +8,7 @@ byte layouts the WebUIs produce, not against another library's reading of them.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -331,3 +332,26 @@ def test_hostile_metadata_is_an_error_or_nothing_never_a_crash(civit_cli, tmp_pa
     bomb = tmp_path / "bomb.png"  # more text than civit reads, in a 33 KiB zTXt chunk
     bomb.write_bytes(make_png(ztxt_chunk("parameters", "a" * (MAX_TEXT_BYTES + 1))))
     assert read_image_metadata(bomb).texts == {}
+
+
+def test_many_compressed_chunks_share_one_text_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk was capped, not the image: twenty 32 MiB zTXt chunks under different
+    keywords (650 KB of PNG) inflated to 640 MiB."""
+    monkeypatch.setattr("civit.image_metadata.MAX_TEXT_BYTES", 1 << 20)
+    chunks = [ztxt_chunk(f"k{i}", "a" * ((1 << 20) - 10)) for i in range(20)]
+    image = tmp_path / "bombs.png"
+    image.write_bytes(make_png(text_chunk("parameters", "Steps: 20"), *chunks))
+    assert image.stat().st_size < 100_000
+    texts = read_image_metadata(image).texts
+    assert texts["parameters"] == "Steps: 20"
+    assert sum(len(text) for text in texts.values()) <= 1 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_get_from_a_fifo_is_an_error_not_a_hang(civit_cli, tmp_path: Path) -> None:
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    run = civit_cli("get", "--from", fifo, "--dest", tmp_path)
+    assert run.code == 1 and "FIFO" in run.err

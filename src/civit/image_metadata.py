@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from civit.errors import CivitError, UsageError
+from civit.fsutil import open_regular
 
 __all__ = ["MAX_TEXT_BYTES", "ImageMetadata", "decode_user_comment", "read_image_metadata"]
 
@@ -42,6 +43,8 @@ ImageKind = Literal["png", "jpeg", "webp", "json"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Text bigger than this is not generation metadata; reading it would only cost memory.
+# It bounds one image's texts together: a 650 KB PNG of twenty compressed 32 MiB chunks
+# under different keywords would otherwise inflate to 640 MiB.
 MAX_TEXT_BYTES = 32 * 1024 * 1024
 _EXIF_PREFIX = b"Exif\x00\x00"
 # What is read to tell the format: the containers' signatures, or a JSON file's first
@@ -94,7 +97,7 @@ def read_image_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     """
     file = Path(path)
     try:
-        with file.open("rb") as stream:
+        with os.fdopen(open_regular(file), "rb") as stream:  # a FIFO must not hang
             head = stream.read(_HEAD_BYTES)
             stream.seek(0)
             if head.startswith(PNG_SIGNATURE):
@@ -139,37 +142,49 @@ def _png_chunks(stream: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
 
 
 def _png_texts(stream: BinaryIO) -> dict[str, str]:
+    """The text chunks by keyword (the first of each), at most :data:`MAX_TEXT_BYTES`
+    in all; chunks past that are skipped unread and uninflated."""
     texts: dict[str, str] = {}
+    budget = MAX_TEXT_BYTES
     for kind, data in _png_chunks(stream):
+        if budget <= 0:
+            break
         if kind == b"eXIf":
             for key, value in _tiff_texts(data).items():
-                texts.setdefault(key, value)
+                if key not in texts:
+                    texts[key] = value
+                    budget -= len(value)
             continue
         keyword, _, rest = data.partition(b"\x00")
-        text = _png_text(kind, rest)
-        if keyword and text is not None:
-            texts.setdefault(keyword.decode("latin-1"), text)
+        name = keyword.decode("latin-1")
+        if not keyword or name in texts:
+            continue
+        text = _png_text(kind, rest, limit=budget)
+        if text is not None:
+            texts[name] = text
+            budget -= len(text)
     return texts
 
 
-def _png_text(kind: bytes, rest: bytes) -> str | None:
-    """The text of one ``tEXt``/``zTXt``/``iTXt`` chunk after its keyword (PNG 1.2, 4.2.3)."""
+def _png_text(kind: bytes, rest: bytes, *, limit: int) -> str | None:
+    """The text of one ``tEXt``/``zTXt``/``iTXt`` chunk after its keyword (PNG 1.2, 4.2.3);
+    ``None`` if it is broken or inflates past ``limit`` bytes."""
     try:
         if kind == b"tEXt":
             return rest.decode("latin-1")
         if kind == b"zTXt":
-            return _inflate(rest[1:]).decode("latin-1")  # rest[0]: method, always 0
+            return _inflate(rest[1:], limit).decode("latin-1")  # rest[0]: method, always 0
         compressed = rest[:1] == b"\x01"
         _language, _, after = rest[2:].partition(b"\x00")
         _translated, _, text = after.partition(b"\x00")
-        return (_inflate(text) if compressed else text).decode("utf-8")
+        return (_inflate(text, limit) if compressed else text).decode("utf-8")
     except (zlib.error, UnicodeDecodeError, ValueError):
         return None
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int) -> bytes:
     inflater = zlib.decompressobj()
-    text = inflater.decompress(data, MAX_TEXT_BYTES)
+    text = inflater.decompress(data, limit)
     if inflater.unconsumed_tail:
         raise ValueError("compressed text too large")
     return text
