@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import civit
+import civit.transfer
 from civit import Client, File, Hashes, IntegrityError, RetryPolicy, download, get
 from civit.api import parse_retry_after
 from civit.errors import AuthError, CivitError, NetworkError, ResponseError
@@ -89,6 +90,34 @@ def test_a_file_swapped_onto_the_part_mid_download_is_never_committed(
     assert not (tmp_path / CHECKPOINT_NAME).exists()
     assert cache.lookup(part, ["sha256"]) is None  # nothing vouches for the planted file
     cache.close()
+
+
+@pytest.mark.parametrize("size", ["same size", "other size"])
+def test_a_file_swapped_in_between_the_check_and_the_rename_is_removed(
+    client: Client,
+    fake: FakeCivitai,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: str,
+) -> None:
+    """The race the inode check cannot close: another process renames its file onto
+    the ``.part`` after the check and before civit's rename. What lands at the target
+    is then not the verified inode, and it must not stay there."""
+    length = fake.file(LORA).length + (0 if size == "same size" else 1000)
+    planted = tmp_path / "planted.bin"
+    planted.write_bytes(b"\x42" * length)
+    real = civit.transfer.replace_when_free
+
+    def racing_rename(source: Path, destination: Path) -> None:
+        if planted.exists():
+            planted.replace(source)
+        real(source, destination)
+
+    monkeypatch.setattr(civit.transfer, "replace_when_free", racing_rename)
+    with pytest.raises(IntegrityError, match="swapped for another file") as info:
+        get("328553", client=client, dest=tmp_path / "m", **FAST_ENGINE)
+    assert info.value.exit_code == 7
+    assert not (tmp_path / "m" / "add-detail-xl.safetensors").exists()
 
 
 def test_names_ending_in_part_never_collide_with_a_partial_download(
