@@ -147,12 +147,13 @@ def commit(temporary: Path, final: Path, *, durable: bool = True) -> None:
 
     ``durable=False`` skips the fsyncs: for small bookkeeping files rewritten often
     while a big file is being written, where an fsync would wait for the big file's
-    write-back too.
+    write-back too. On Windows the rename waits a moment for a file in use and clears
+    a read-only attribute first (:func:`replace_when_free`).
     """
     if durable:
         with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())
-    temporary.replace(final)
+    replace_when_free(temporary, final)
     if durable:
         fsync_dir(final.parent)
 

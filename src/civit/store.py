@@ -169,9 +169,6 @@ def link_or_copy(source: Path, target: Path) -> LinkOutcome:
         if outcome == "linked":
             placed = os.lstat(temporary)
             _check_same(source, entry, placed)
-        if sys.platform == "win32":  # Windows will not rename over a read-only file
-            with contextlib.suppress(OSError):
-                target.chmod(stat.S_IWRITE | stat.S_IREAD)
         commit(temporary, target, durable=outcome == "copied")
     except OSError as exc:
         temporary.unlink(missing_ok=True)
