@@ -27,7 +27,12 @@ TREES = {
     "swarmui": ("launchtools/", "Models/Stable-Diffusion/", "src/SwarmUI.csproj"),
     "fooocus": ("webui.py", "entry_with_update.py", "fooocus_version.py", "models/checkpoints/"),
     "stabilitymatrix": ("Models/", "Packages/", "settings.json"),
-}
+    "fooocus-windows": ("python_embeded/", "Fooocus/entry_with_update.py", "run.bat"),
+    "stabilitymatrix-portable": (
+        "StabilityMatrix.exe", "Data/.sm-portable", "Data/Models/", "Data/Packages/",
+        "Data/settings.json",
+    ),
+}  # fmt: skip
 
 #: What each ref is: 827184 checkpoint, 328553 LoRA, 7808 embedding, 23906 VAE,
 #: 99010 --format GGUF a Flux GGUF, 99012 a T5 text encoder.
@@ -113,6 +118,10 @@ EXPECTED = {
         "gguf": "Models/DiffusionModels",
         "text_encoder": "Models/TextEncoders",
     },
+}
+EXPECTED["fooocus-windows"] = {kind: f"Fooocus/{d}" for kind, d in EXPECTED["fooocus"].items()}
+EXPECTED["stabilitymatrix-portable"] = {
+    kind: f"Data/{folder}" for kind, folder in EXPECTED["stabilitymatrix"].items()
 }
 
 
@@ -245,6 +254,15 @@ def test_cli_prints_what_it_detected_and_why(civit_cli, tmp_path: Path) -> None:
     ) in run.err
     assert "diffusion-model folder instead of the checkpoint one" in run.err
     assert (root / "ComfyUI/models/diffusion_models/fluxDevUnet-Q4_K_S.gguf").is_file()
+
+    fooocus = install(tmp_path / "Fooocus_win64_2-5-0", "fooocus-windows")
+    run = civit_cli("get", "328553", "--root", fooocus)
+    assert run.code == 0, run.err
+    assert (
+        f"detected Fooocus at {fooocus / 'Fooocus'} "
+        "(the Windows download: python_embeded/ beside Fooocus/)"
+    ) in run.err
+    assert (fooocus / "Fooocus/models/loras/add-detail-xl.safetensors").is_file()
 
 
 def test_subfolder_templates(client: Client, tmp_path: Path) -> None:

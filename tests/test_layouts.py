@@ -294,6 +294,48 @@ def test_comfyui_portable_root_is_its_inner_folder(tmp_path: Path) -> None:
     assert explicit.root == tmp_path / "ComfyUI"
 
 
+@pytest.mark.parametrize(
+    ("entries", "layout", "inside", "reason"),
+    [
+        (
+            ("python_embeded/", "Fooocus/entry_with_update.py", "Fooocus/webui.py", "run.bat"),
+            "fooocus",
+            "Fooocus",
+            "the Windows download: python_embeded/ beside Fooocus/",
+        ),
+        (
+            ("StabilityMatrix.exe", "Data/.sm-portable", "Data/settings.json", "Data/Models/",
+             "Data/Packages/"),
+            "stabilitymatrix",
+            "Data",
+            "portable mode: Data/ with .sm-portable beside the app",
+        ),
+    ],
+)  # fmt: skip
+def test_portable_folders_root_at_the_install_inside(
+    tmp_path: Path, entries: tuple[str, ...], layout: str, inside: str, reason: str
+) -> None:
+    make_tree(tmp_path, *entries)
+    found = detect_layout(tmp_path)
+    assert found is not None and (found.layout, found.root) == (layout, tmp_path / inside)
+    assert found.describe().endswith(f"at {tmp_path / inside} ({reason})")
+    explicit = resolve_layout(tmp_path, layout)  # type: ignore[arg-type]
+    assert (explicit.root, explicit.reason) == (tmp_path / inside, f"--layout {layout}; {reason}")
+    model = make_tree(tmp_path, f"{inside}/models/x.safetensors") / inside / "models/x.safetensors"
+    above = find_layout_above(model)
+    assert above is not None and above.root == tmp_path / inside
+
+
+def test_portable_folders_need_their_own_markers(tmp_path: Path) -> None:
+    # No python_embeded/: a folder that merely holds a Fooocus checkout is not its install.
+    assert detect_layout(make_tree(tmp_path / "a", "Fooocus/entry_with_update.py")) is None
+    # Data/ without .sm-portable is not portable mode; .sm-portable in an empty Data/ is
+    # a library not yet set up.
+    library = ("Data/settings.json", "Data/Models/", "Data/Packages/")
+    assert detect_layout(make_tree(tmp_path / "b", *library)) is None
+    assert detect_layout(make_tree(tmp_path / "c", "Data/.sm-portable")) is None
+
+
 def test_resolve_layout_explicit_wins(tmp_path: Path) -> None:
     root = make_tree(tmp_path, "webui.py")
     for layout in LAYOUTS:

@@ -119,7 +119,9 @@ class Detection:
     Attributes:
         layout: the layout name.
         root: the install root files are placed under; it differs from the folder
-            given for the ComfyUI Windows portable build (its ``ComfyUI/`` inside).
+            given for a folder that holds the install: the ComfyUI Windows portable
+            build (its ``ComfyUI/``), the Fooocus Windows download (its ``Fooocus/``),
+            a portable Stability Matrix (its ``Data/``).
         reason: the files that gave it away, e.g. ``installer.py beside webui.py``.
         title: the WebUI's name for messages, e.g. ``SD.Next``.
     """

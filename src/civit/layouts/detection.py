@@ -15,7 +15,6 @@ from civit.errors import UsageError
 from civit.layouts.a1111 import A1111, FORGE
 from civit.layouts.base import LAYOUTS, Detection, LayoutChoice, LayoutName, WebUI, has_exact
 from civit.layouts.comfyui import COMFYUI
-from civit.layouts.comfyui import detect as detect_comfyui
 from civit.layouts.flat import FLAT
 from civit.layouts.fooocus import FOOOCUS
 from civit.layouts.sdnext import SDNEXT
@@ -36,11 +35,11 @@ WEBUIS: Mapping[LayoutName, WebUI] = MappingProxyType(
 )
 
 DETECTION_ORDER: tuple[WebUI, ...] = (
-    FOOOCUS,  # ships webui.py: must come before A1111
+    FOOOCUS,  # ships webui.py: must come before A1111; also the Windows download
     SDNEXT,  # ships webui.py: must come before A1111
     FORGE,  # ships everything A1111 does: must come before A1111
     COMFYUI,  # also the Windows portable folder, whose root is its ComfyUI/
-    STABILITYMATRIX,
+    STABILITYMATRIX,  # also the portable app's folder, whose root is its Data/
     SWARMUI,
     A1111,
 )
@@ -77,8 +76,9 @@ def detect_layout(root: str | os.PathLike[str]) -> Detection | None:
 
     Returns:
         What was found and why (its ``root`` is the folder files go under, which is
-        ``root/ComfyUI`` for the ComfyUI Windows portable build), or ``None`` if
-        ``root`` is missing or looks like none of them.
+        ``root/ComfyUI`` for the ComfyUI Windows portable build, ``root/Fooocus`` for
+        the Fooocus Windows download and ``root/Data`` for a portable Stability
+        Matrix), or ``None`` if ``root`` is missing or looks like none of them.
     """
     folder = Path(root)
     for ui in DETECTION_ORDER:
@@ -101,8 +101,9 @@ def resolve_layout(root: Path, requested: LayoutChoice) -> Detection:
     """Turn ``--layout`` into a :class:`Detection`, detecting it for ``auto``.
 
     ``auto`` on a missing or unrecognised root raises rather than guessing: files placed
-    by a wrong guess are invisible to the WebUI and easy to lose. An explicit
-    ``comfyui`` on the Windows portable folder still goes into its ``ComfyUI/``.
+    by a wrong guess are invisible to the WebUI and easy to lose. An explicit layout
+    on a folder that holds the install (ComfyUI portable, the Fooocus Windows download,
+    a portable Stability Matrix) still goes into the install inside it.
 
     Args:
         root: the WebUI install folder.
@@ -118,11 +119,10 @@ def resolve_layout(root: Path, requested: LayoutChoice) -> Detection:
     _refuse_invokeai(root)
     if requested != "auto":
         chosen = webui(requested)
-        if chosen is COMFYUI:
-            portable = detect_comfyui(root)
-            if portable is not None and portable.root != root:
-                reason = f"--layout comfyui; {portable.reason}"
-                return Detection("comfyui", portable.root, reason, "ComfyUI")
+        inside = chosen.detect(root)
+        if inside is not None and inside.root != root:
+            reason = f"--layout {chosen.name}; {inside.reason}"
+            return Detection(chosen.name, inside.root, reason, chosen.title)
         return Detection(chosen.name, root, f"--layout {chosen.name}", chosen.title)
     detected = detect_layout(root)
     if detected is not None:
@@ -157,7 +157,7 @@ def find_layout_above(
         if folder not in cache:
             cache[folder] = detect_layout(folder)
         found = cache[folder]
-        # The portable ComfyUI folder's files live in its ComfyUI/, not beside it.
+        # A portable folder's files live in the install inside it, not beside it.
         if found is not None and found.root in (inside, *inside.parents):
             return found
     return None

@@ -5,6 +5,9 @@ each ``path_*`` key, a folder or a list of folders (``path_checkpoints``,
 ``path_loras``), falling back to ``../models/<kind>/`` beside ``modules/``. Fooocus
 writes the file with absolute paths on its first run; relative ones are relative to
 the install folder, where it runs.
+
+The Windows download unpacks to a folder holding ``python_embeded/`` beside
+``Fooocus/``; the install is the ``Fooocus/`` inside, as for ComfyUI's portable build.
 """
 
 from __future__ import annotations
@@ -69,7 +72,17 @@ SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 
 def detect(root: Path) -> Detection | None:
-    """Fooocus ships ``webui.py`` like A1111, but also these two files."""
+    """Fooocus ships ``webui.py`` like A1111, but also these two files.
+
+    The Windows download (``python_embeded/`` beside ``Fooocus/``) is detected from its
+    outer folder; the install root is then the ``Fooocus/`` inside.
+    """
+    # lllyasviel/Fooocus readme.md, "Download > Windows": unpack the 7z and run run.bat,
+    # which ("Windows (AMD GPUs)") runs .\python_embeded\python.exe -s
+    # Fooocus\entry_with_update.py; models go to "Fooocus\models\checkpoints".
+    if has_exact(root, "python_embeded/") and has_exact(root, "Fooocus/entry_with_update.py"):
+        reason = "the Windows download: python_embeded/ beside Fooocus/"
+        return Detection("fooocus", root / "Fooocus", reason, "Fooocus")
     for marker in ("fooocus_version.py", "entry_with_update.py"):
         if has_exact(root, marker):
             return Detection("fooocus", root, marker, "Fooocus")

@@ -5,6 +5,8 @@ installed, linked to the shared folders) and ``Models/``, with one folder per
 ``SharedFolderType`` (``StabilityMatrix.Core/Models/SharedFolderType.cs``), named as
 the enum member (``SharedFolders.SetupSharedModelFolders``). ``settings.json`` may move
 ``Models/`` elsewhere (``ModelDirectoryOverride``, ``Services/SettingsManager.cs``).
+In portable mode the data folder is the ``Data/`` beside the app, which is detected
+from the app's folder.
 """
 
 from __future__ import annotations
@@ -57,11 +59,25 @@ TABLE: Mapping[str, str] = MappingProxyType(
 
 
 def detect(root: Path) -> Detection | None:
-    """A Stability Matrix data folder: ``Models/``, ``Packages/`` and ``settings.json``."""
-    if all(has_exact(root, marker) for marker in ("Models/", "Packages/", "settings.json")):
+    """A Stability Matrix data folder: ``Models/``, ``Packages/`` and ``settings.json``.
+
+    The folder of a portable app (``Data/`` beside ``StabilityMatrix.exe``) is
+    detected too; the root is then its ``Data/``.
+    """
+    # Services/SettingsManager.cs: TryFindLibrary checks portable mode first, a
+    # Data/.sm-portable file in the app's folder, and then uses that Data/ as the
+    # library; SetPortableMode creates both.
+    if has_exact(root, "Data/.sm-portable") and _is_data_folder(root / "Data"):
+        reason = "portable mode: Data/ with .sm-portable beside the app"
+        return Detection("stabilitymatrix", root / "Data", reason, "Stability Matrix")
+    if _is_data_folder(root):
         reason = "Models/ and Packages/ beside settings.json"
         return Detection("stabilitymatrix", root, reason, "Stability Matrix")
     return None
+
+
+def _is_data_folder(folder: Path) -> bool:
+    return all(has_exact(folder, marker) for marker in ("Models/", "Packages/", "settings.json"))
 
 
 def folders(root: Path) -> RootFolders:
