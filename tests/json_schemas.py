@@ -352,6 +352,8 @@ SCHEMAS: dict[str, Any] = {
         "layout": str,
         "manifest_written": bool,
         "lock_written": bool,
+        "info": bool,
+        "exit_code": int,
         "files": [
             {
                 "path": str,
@@ -364,7 +366,7 @@ SCHEMAS: dict[str, Any] = {
             }
         ],
         "unknown": [{"path": str, "sha256": str}],
-        "skipped": [{"path": str, "reason": str}],
+        "skipped": [{"path": str, "reason": str, "error": (ERROR, None)}],
     },
     "mirror push": {
         "destination": str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import civit
+from civit.sidecars import has_sidecars
 from civit.testing import (
     FakeCivitai,
     FakeFile,
@@ -295,3 +297,63 @@ def test_freeze_names_a_symlinked_models_folder_it_did_not_search(
     assert ("models/loras", "styleShifter_v10.safetensors") in {
         (m["dest"], m["name"]) for m in document["model"]
     }
+
+
+def test_freeze_says_info_true_when_the_library_has_sidecars(
+    civit_cli, fake: FakeCivitai, comfyui: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(comfyui.parent)
+    assert civit_cli("freeze", "ComfyUI").code == 0
+    assert "info" not in tomllib.loads((comfyui.parent / "civit.toml").read_text())["settings"]
+
+    lora = comfyui / "models" / "loras" / "style" / "my-detailer.safetensors"
+    assert civit_cli("identify", lora, "--write-info").code == 0
+    assert (lora.parent / "my-detailer.civitai.info").is_file()
+    run = civit_cli("freeze", "ComfyUI")
+    assert run.code == 0, run.err
+    assert "pinned under" in run.err and "with sidecars (info = true)" in run.err
+    settings = tomllib.loads((comfyui.parent / "civit.toml").read_text())["settings"]
+    assert settings == {"root": "ComfyUI", "layout": "comfyui", "info": True}
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("civit.toml", "civit.lock"):
+        shutil.copy(comfyui.parent / name, elsewhere / name)
+    installed = civit_cli("install", "--frozen", "-f", elsewhere / "civit.toml")
+    assert installed.code == 0, installed.err
+    again = elsewhere / "ComfyUI" / "models" / "loras" / "style"
+    assert (again / "my-detailer.civitai.info").is_file()
+    assert (again / "my-detailer.safetensors").read_bytes() == fake.file(3000001).content
+
+
+@pytest.mark.parametrize(
+    "sidecar",
+    ["x.civitai.info", "x.safetensors.civitai.info", "x.json", "x.cm-info.json",
+     "x.preview.png", "x.webp"],
+)  # fmt: skip
+def test_has_sidecars_knows_every_name(tmp_path: Path, sidecar: str) -> None:
+    model = tmp_path / "x.safetensors"
+    model.write_bytes(b"model")
+    assert not has_sidecars(model)
+    (tmp_path / sidecar).write_bytes(b"{}")
+    assert has_sidecars(model)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges")
+def test_freeze_exits_1_for_a_file_it_cannot_read_and_pins_the_others(
+    civit_cli, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = tmp_path / "models"
+    put(fake, models / "add-detail-xl.safetensors", 3000001)
+    (models / "gone.safetensors").symlink_to(tmp_path / "moved-away.safetensors")
+    monkeypatch.chdir(tmp_path)
+    run = civit_cli("freeze", "models", "--json")
+    assert run.code == 1, run.err
+    assert f"civit: error: not frozen: {Path('models/gone.safetensors')}: cannot read" in run.err
+    document = json.loads(run.out)
+    assert document["exit_code"] == 1
+    (skipped,) = document["skipped"]
+    assert skipped["error"]["exit_code"] == 1 and "cannot read" in skipped["error"]["message"]
+    manifest = tomllib.loads((tmp_path / "civit.toml").read_text())
+    assert [m["name"] for m in manifest["model"]] == ["add-detail-xl.safetensors"]
+    assert "#   gone.safetensors: cannot read" in (tmp_path / "civit.toml").read_text()

@@ -17,7 +17,10 @@ paths under the root (relative to the manifest when the root lies inside its fol
 - Files Civitai does not know are listed as comments at the end of the manifest (and
   in the result), never silently dropped; so are files that cannot be frozen: outside
   the root, unreadable, or with a name another system could not write; and symlinked
-  folders, which the search does not enter unless they are given too.
+  folders, which the search does not enter unless they are given too. An unreadable
+  file is a failure (:attr:`FreezeResult.exit_code` 1); the others are choices.
+- When a pinned file has sidecars beside it (a ``.civitai.info``, a card, a preview),
+  ``[settings]`` says ``info = true``, so an install elsewhere writes them too.
 - Output is deterministic (entries sorted by path, no timestamps) and written only
   when it changes: freezing an unchanged folder again leaves both files byte for byte.
 - An existing manifest is only replaced if ``civit freeze`` wrote it, and its
@@ -37,7 +40,7 @@ from pathlib import Path
 import tomli_w
 
 from civit.api import Client
-from civit.errors import ScanRefusedError, UsageError
+from civit.errors import CivitError, ScanRefusedError, UsageError, worst_exit_code
 from civit.fsutil import atomic_write
 from civit.hashcache import CacheOption, opened_cache
 from civit.hashing import ProgressCallback, linked_folders
@@ -57,6 +60,7 @@ from civit.paths import path_setting
 from civit.records import File, Version
 from civit.resolution import LazyClient, resolve_lock
 from civit.select import check_scans
+from civit.sidecars import has_sidecars
 
 __all__ = ["FREEZE_HEADER", "FreezeResult", "FrozenFile", "freeze"]
 
@@ -101,6 +105,8 @@ class FreezeResult:
             searched, with why.
         manifest_written: whether ``civit.toml`` changed.
         lock_written: whether ``civit.lock`` changed.
+        info: whether the manifest says ``info = true`` (a pinned file has sidecars).
+        unreadable: the skipped files that could not be read, with the error.
     """
 
     manifest: Path
@@ -112,9 +118,17 @@ class FreezeResult:
     skipped: tuple[tuple[Path, str], ...]
     manifest_written: bool
     lock_written: bool
+    info: bool = False
+    unreadable: tuple[tuple[Path, CivitError], ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0, or the most severe code of the files that could not be read (1)."""
+        return worst_exit_code(error.exit_code for _, error in self.unreadable)
 
     def as_json(self) -> dict[str, object]:
         """A plain JSON object (``civit freeze --json``)."""
+        errors = {path: error.as_json() for path, error in self.unreadable}
         return {
             "manifest": str(self.manifest),
             "lock": str(self.lock),
@@ -122,6 +136,8 @@ class FreezeResult:
             "layout": self.layout,
             "manifest_written": self.manifest_written,
             "lock_written": self.lock_written,
+            "info": self.info,
+            "exit_code": self.exit_code,
             "files": [
                 {
                     "path": str(frozen.path),
@@ -135,7 +151,10 @@ class FreezeResult:
                 for frozen in self.frozen
             ],
             "unknown": [{"path": str(path), "sha256": sha256} for path, sha256 in self.unknown],
-            "skipped": [{"path": str(path), "reason": why} for path, why in self.skipped],
+            "skipped": [
+                {"path": str(path), "reason": why, "error": errors.get(path)}
+                for path, why in self.skipped
+            ],
         }
 
 
@@ -160,7 +179,8 @@ def freeze(
         progress: ``progress(done, total)`` in bytes while hashing.
 
     Returns:
-        A :class:`FreezeResult`.
+        A :class:`FreezeResult` (its ``exit_code`` is 1 when a file could not be read:
+        the manifest then pins the files that could).
 
     Raises:
         UsageError: no paths, a path that does not exist, or ``manifest`` exists and
@@ -184,8 +204,16 @@ def freeze(
             found = identify_files(given, client=holder.get(), cache=hashes, progress=progress)
             frozen, unknown, skipped = _sort_out(found, root)
             skipped += _links_not_searched(given)
+            info = any(has_sidecars(item.path) for item in frozen)
             text = manifest_text(
-                manifest_path.parent, root, chosen, frozen, unknown, skipped, ignore=kept_ignore
+                manifest_path.parent,
+                root,
+                chosen,
+                frozen,
+                unknown,
+                skipped,
+                ignore=kept_ignore,
+                info=info,
             )
             manifest_written = _write_if_changed(manifest_path, text)
             parsed = load_manifest(manifest_path)
@@ -211,6 +239,8 @@ def freeze(
         tuple(skipped),
         manifest_written,
         lock_written,
+        info,
+        tuple((item.path, item.error) for item in found if item.error is not None),
     )
 
 
@@ -361,6 +391,7 @@ def manifest_text(
     skipped: Iterable[tuple[Path, str]],
     *,
     ignore: Sequence[int] = (),
+    info: bool = False,
 ) -> str:
     """The frozen ``civit.toml``: settings, one commented ``[[model]]`` per file, and
     comments naming what was left out.
@@ -373,17 +404,19 @@ def manifest_text(
         unknown: files unknown to Civitai, with their SHA256.
         skipped: files that could not be pinned, with why.
         ignore: the ``[outdated] ignore`` model ids to keep.
+        info: write ``info = true`` (the library has sidecars to bring back).
     """
     try:
         written_root = root.relative_to(folder).as_posix()
     except ValueError:
         written_root = root.as_posix()
+    sidecars = {"info": True} if info else {}
     blocks = [
         f"{FREEZE_HEADER} from the model files under {_comment(written_root)}.\n"
         "# `civit install --frozen` (with civit.lock beside it) puts the same files at the\n"
         "# same paths. Run `civit freeze` again to refresh it: that keeps an [outdated]\n"
         "# table added here and rewrites the rest.\n",
-        tomli_w.dumps({"settings": {"root": written_root, "layout": layout}}),
+        tomli_w.dumps({"settings": {"root": written_root, "layout": layout, **sidecars}}),
     ]
     if ignore:
         blocks.append(f"[outdated]\nignore = [{', '.join(str(int(i)) for i in ignore)}]\n")

@@ -47,6 +47,7 @@ __all__ = [
     "a1111_card",
     "choose_preview",
     "cm_info",
+    "has_sidecars",
     "info_paths",
     "sd_version",
     "sidecar_version",
@@ -305,6 +306,15 @@ def _existing_preview(model: Path) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def has_sidecars(model: Path) -> bool:
+    """Whether any sidecar a WebUI reads is beside ``model``: a ``.civitai.info`` (either
+    name), a card (``<stem>.json``, ``<stem>.cm-info.json``) or a preview."""
+    base = stem(model)
+    cards = (model.with_name(base + CARD_SUFFIX), model.with_name(base + CM_INFO_SUFFIX))
+    named = (*info_paths(model), *cards)
+    return any(path.is_file() for path in named) or _existing_preview(model) is not None
 
 
 def _write_preview(model: Path, image: Mapping[str, Any], client: Client) -> Path:

@@ -38,7 +38,10 @@ def freeze_command(app: App, paths: tuple[Path, ...], manifest_path: Path, layou
     for files it has seen) becomes a pinned [[model]] keeping its folder and name;
     copy both files anywhere and `civit install --frozen` reinstalls the same bytes
     at the same paths. Files Civitai does not know are listed here and as comments in
-    the manifest. Running it again on an unchanged library changes nothing.
+    the manifest. Running it again on an unchanged library changes nothing. When the
+    files have sidecars (.civitai.info, cards, previews), the manifest says info = true
+    so the install writes them too. A file that cannot be read is left out and the
+    exit code is 1; the manifest still pins the others.
 
     \b
     Examples:
@@ -58,17 +61,19 @@ def freeze_command(app: App, paths: tuple[Path, ...], manifest_path: Path, layou
         echo_json(result.as_json())
     for path, _ in result.unknown:
         say(f"not on Civitai (left out): {path}")
+    unreadable = {path for path, _ in result.unreadable}
     for path, why in result.skipped:
-        say(f"not frozen: {path}: {why}")
+        say(("civit: error: " if path in unreadable else "") + f"not frozen: {path}: {why}")
     changed = result.manifest_written or result.lock_written
     verb = "wrote" if changed else "unchanged:"
     left_out = len(result.unknown) + len(result.skipped)
     say(
         f"{verb} {result.manifest} and {result.lock.name}: {count_files(len(result.frozen))} "
         f"pinned under {result.root} ({result.layout})"
+        + ("; with sidecars (info = true)" if result.info else "")
         + (f"; {left_out} left out" if left_out else "")
     )
-    return 0
+    return result.exit_code
 
 
 #: How the summary line names each status.
