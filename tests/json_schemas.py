@@ -291,6 +291,8 @@ UPDATE_VERSION = {
     "base_model": TEXT,
     "air": TEXT,
     "file": ({"id": int, "name": str}, None),
+    "early_access": bool,
+    "early_access_until": TEXT,
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -340,6 +342,7 @@ SCHEMAS: dict[str, Any] = {
             "model_name": TEXT,
             "current": (UPDATE_VERSION, None),
             "newest": (UPDATE_VERSION, None),
+            "available": (UPDATE_VERSION, None),
             "other_bases": [UPDATE_VERSION],
             "reason": TEXT,
             "error": (ERROR, None),

@@ -209,3 +209,22 @@ def test_a_variant_tag_survives_trimming_a_long_name() -> None:
     plain, tagged = (f.local_name for f in version.files)
     assert tagged.endswith("_fp32.safetensors") and len(tagged.encode()) <= 200
     assert plain != tagged
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"availability": "EarlyAccess", "earlyAccessEndsAt": "2099-01-01T00:00:00.000Z"}, True),
+        # The label outlives the date a while: the date decides.
+        ({"availability": "EarlyAccess", "earlyAccessEndsAt": "2020-01-01T00:00:00.000Z"}, False),
+        ({"availability": "EarlyAccess"}, True),
+        ({"availability": "EarlyAccess", "earlyAccessEndsAt": "soon"}, True),
+        ({"earlyAccessEndsAt": "2099-01-01T00:00:00"}, True),  # no zone: UTC
+        ({"availability": "Public", "earlyAccessEndsAt": "2099-01-01T00:00:00Z"}, False),
+        ({"availability": "Public"}, False),
+        ({}, False),
+    ],
+)
+def test_in_early_access(fields: dict[str, str], expected: bool) -> None:
+    version = Version.from_json({"id": 1, **fields})
+    assert version is not None and version.in_early_access is expected

@@ -491,6 +491,7 @@ def install(
     retry_base: float = 1.0,
     overwrite: bool = False,
     allow_unscanned: bool = False,
+    early_access: bool = False,
     limit_rate: float | None = None,
     deadline: float | None = None,
     lock_timeout: float | None = None,
@@ -533,6 +534,8 @@ def install(
             download of the same model fails its entry (:mod:`civit.ownership`).
         allow_unscanned: lock files whose Civitai scans did not pass (also
             ``allow_unscanned`` in the manifest or the user config).
+        early_access: unpinned entries may lock a version in Early Access (not with
+            frozen; see :func:`lock`).
         limit_rate: bytes per second over every file and connection at once.
         deadline: seconds each file's transfer may take (resumable when it runs out).
         lock_timeout: seconds to wait for another civit fetching the same target.
@@ -543,13 +546,14 @@ def install(
 
     Raises:
         ManifestError: invalid manifest; with ``frozen``, a missing or stale lock.
-        UsageError: ``frozen`` with ``upgrade``, a bad mirror, or an ``s3://`` mirror
-            without the ``civit[s3]`` extra.
+        UsageError: ``frozen`` with ``upgrade`` or ``early_access``, a bad mirror, or
+            an ``s3://`` mirror without the ``civit[s3]`` extra.
         CivitError: (without ``frozen``) an entry cannot be resolved.
     """
     started = time.monotonic()
-    if frozen and upgrade:
-        raise UsageError("--frozen installs the lock as it is; it cannot --upgrade")
+    if frozen and (upgrade or early_access):
+        flag = "--upgrade" if upgrade else "--early-access"
+        raise UsageError(f"--frozen installs the lock as it is; it cannot {flag}")
     parsed = as_manifest(manifest)
     settings = settings if settings is not None else load_settings()
     with opened_cache(cache) as hashes:
@@ -572,6 +576,7 @@ def install(
                     upgrade=upgrade,
                     cache=hashes,
                     allow_unscanned=allow_unscanned or settings.allow_unscanned,
+                    early_access=early_access,
                 )
                 written = write_lock(current, parsed.lock_path)
             installer = _Installer(

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from civit.errors import IntegrityError, UsageError
@@ -93,6 +94,18 @@ def _str(value: object) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    """An ISO 8601 time as Civitai writes it (``2025-01-15T12:00:00.000Z``), in UTC;
+    ``None`` if missing or unreadable (Python 3.10's parser takes no ``Z``)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _int(value: object) -> int | None:
@@ -416,6 +429,7 @@ class Version:
     created_at: str | None = None
     download_url: str | None = None
     air: str | None = None
+    availability: str | None = None
     early_access_ends_at: str | None = None
     trained_words: tuple[str, ...] = ()
     files: tuple[File, ...] = ()
@@ -456,6 +470,7 @@ class Version:
             created_at=_str(doc.get("createdAt")),
             download_url=_str(doc.get("downloadUrl")),
             air=_str(doc.get("air")),
+            availability=_str(doc.get("availability")),
             early_access_ends_at=_str(doc.get("earlyAccessEndsAt")),
             trained_words=tuple(w for w in _list(doc.get("trainedWords")) if isinstance(w, str)),
             files=with_variants(f for f in files if f is not None),
@@ -475,6 +490,22 @@ class Version:
         """Publication date (``YYYY-MM-DD``) if known, else creation date."""
         stamp = self.published_at or self.created_at
         return stamp[:10] if stamp else None
+
+    @property
+    def in_early_access(self) -> bool:
+        """Whether only accounts that bought Early Access can download it now.
+
+        ``availability: Public`` says no. Otherwise ``earlyAccessEndsAt`` decides when
+        it can be read (the ``EarlyAccess`` label may outlive it a while), and without
+        one ``availability: EarlyAccess`` says yes.
+        """
+        availability = (self.availability or "").lower()
+        if availability == "public":
+            return False
+        ends = _timestamp(self.early_access_ends_at)
+        if ends is not None:
+            return ends > datetime.now(timezone.utc)
+        return availability == "earlyaccess"
 
     @property
     def release_key(self) -> tuple[str, int]:

@@ -6,6 +6,12 @@ one entry to a long manifest costs one entry's API calls. Unpinned entries keep 
 version an earlier lock had unless ``upgrade`` is asked; entries resolve in parallel
 (:data:`MAX_RESOLVERS` at once) through one lazily made API client.
 
+An unpinned entry locks to the newest version anyone can download now: a newer one in
+Early Access is passed over (a lock that most accounts cannot install is no lock)
+unless ``early_access`` is asked, and an upgrade never moves back past the version
+the lock had. When every version is in Early Access, the newest is locked anyway: its
+download then says until when.
+
 The lock is untrusted input. :func:`check_lock_fits` (used by ``install --frozen``)
 proves offline that each entry belongs to its manifest entry and lands inside the
 folder the manifest names; :func:`check_lock` (``civit lock --check``) resolves every
@@ -34,7 +40,7 @@ from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref, redact_ref
-from civit.select import check_scans, select_file
+from civit.select import check_scans, newest_version, select_file
 
 __all__ = [
     "MAX_RESOLVERS",
@@ -122,12 +128,15 @@ class _Resolver:
         cache: HashCache | None,
         allow_unscanned: bool = False,
         known: Mapping[int, Version] | None = None,
+        early_access: bool = False,
     ) -> None:
         self.manifest = manifest
         self.client = client
         self.allow_unscanned = allow_unscanned or manifest.settings.allow_unscanned
         self.known = known or {}
-        self.pins = {} if upgrade else _previous_pins(previous)
+        self.upgrade = upgrade
+        self.early_access = early_access
+        self.pins = _previous_pins(previous)
         self.sizes = {f.file_id: f.size for f in previous.files if f.size} if previous else {}
         self.cache = cache
         self._layout: Detection | None = None
@@ -157,13 +166,20 @@ class _Resolver:
             return self.known[pinned]
         api = self.client.get()
         key = _pin_key(entry.parsed)
-        kept = self.pins.get(key) if key is not None else None
-        if kept is None:
+        if key is None:
             return api.get_version_for(entry.parsed)
-        version = api.get_version(kept)
-        if version.model_id not in (None, entry.parsed.model_id):
-            raise ManifestError(f"the lock pins {key} to version {kept} of another model")
-        return version
+        kept = self.pins.get(key)
+        if kept is not None and not self.upgrade:
+            version = api.get_version(kept)
+            if version.model_id not in (None, entry.parsed.model_id):
+                raise ManifestError(f"the lock pins {key} to version {kept} of another model")
+            return version
+        assert entry.parsed.model_id is not None  # an unpinned ref names its model
+        model = api.get_model(entry.parsed.model_id)
+        for version in model.versions:  # newest first
+            if self.early_access or not version.in_early_access or version.id == kept:
+                return version
+        return newest_version(model)
 
     def target_for(self, entry: ModelEntry, version: Version, file: File) -> Path:
         settings = self.manifest.settings
@@ -389,6 +405,7 @@ def resolve_lock(
     allow_unscanned: bool = False,
     known: Mapping[int, Version] | None = None,
     reuse: bool = True,
+    early_access: bool = False,
 ) -> Lock:
     """Resolve ``manifest``'s new and edited entries; keep the rest of ``previous``.
 
@@ -397,13 +414,16 @@ def resolve_lock(
         client: where API calls go, made on first use (not at all when every entry
             is kept).
         previous: the lock as it is, if any (its entries, pins and sizes are kept).
-        upgrade: resolve every entry again; unpinned ones move to their newest version.
+        upgrade: resolve every entry again; unpinned ones move to their newest version
+            that can be downloaded now.
         cache: hash cache for the exact sizes of files already present.
         allow_unscanned: accept files whose Civitai scans did not pass.
         known: version records already at hand, by id: pinned entries use them
             instead of asking the API (``civit freeze`` identified them a moment ago).
         reuse: keep unchanged entries of ``previous``; ``False`` resolves every entry
             (still keeping its pins), as ``civit lock --check`` does.
+        early_access: unpinned entries may take a version in Early Access (for an
+            account that bought it).
 
     Returns:
         The lock.
@@ -418,6 +438,7 @@ def resolve_lock(
         cache=cache,
         allow_unscanned=allow_unscanned,
         known=known,
+        early_access=early_access,
     )
     workers = max(1, min(MAX_RESOLVERS, len(wanted)))
     with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
@@ -552,6 +573,7 @@ def lock(
     settings: Settings | None = None,
     cache: CacheOption = None,
     allow_unscanned: bool = False,
+    early_access: bool = False,
 ) -> Lock:
     """Resolve the manifest and write its lock file (only when the content changes).
 
@@ -560,7 +582,8 @@ def lock(
     manifest costs none). A kept entry must still fit its manifest entry and carry both
     SHA256 and BLAKE3, else it is resolved again. Entries without a version pin
     (``827184``) keep the version the old lock had; ``upgrade`` resolves everything and
-    moves them to the newest version. Pinned entries (``827184@2300001``, AIRs with a
+    moves them to the newest version that can be downloaded now (a newer one in Early
+    Access only with ``early_access``). Pinned entries (``827184@2300001``, AIRs with a
     version, hashes, download URLs) always resolve to their pin.
 
     Args:
@@ -572,6 +595,8 @@ def lock(
             ``None`` for the user's, ``False`` for none (see :data:`CacheOption`).
         allow_unscanned: accept files whose Civitai scans did not pass (also
             ``allow_unscanned`` in the manifest, an entry, or ``settings``).
+        early_access: unpinned entries may take a version in Early Access (for an
+            account that bought it; the others cannot install the lock).
 
     Returns:
         The lock, as written to :attr:`Manifest.lock_path`.
@@ -594,6 +619,7 @@ def lock(
                 upgrade=upgrade,
                 cache=hashes,
                 allow_unscanned=allow_unscanned or bool(settings and settings.allow_unscanned),
+                early_access=early_access,
             )
     finally:
         holder.close()

@@ -29,6 +29,10 @@ Versions without files (archived) are never offered.
 and ``Pruned Model`` count as one, told apart by ``size``), and the same format, fp and
 size wherever both files say; the closest match wins, then the primary file.
 
+**Early Access**: a newer version only those who bought it can download yet is still
+an update (it is the newest), marked so with its end date; when an older newer version
+of the family can be downloaded now, it is named too, as the one to take meanwhile.
+
 Nothing here prints; progress is a ``(done, total)`` byte callback while hashing.
 """
 
@@ -157,9 +161,13 @@ class UpdateCheck:
         model: the model record, with every version.
         current: the version the file belongs to.
         current_file: the file's record in that version.
-        newest: the newest version of the same family, when newer than ``current``.
+        newest: the newest version of the same family, when newer than ``current``
+            (it may be in Early Access: ``newest.in_early_access``).
         file: ``newest``'s file of the same variant as ``current_file`` (``None`` when
             it has none: see :func:`same_variant`).
+        available: when ``newest`` is in Early Access, the newest version of the
+            family newer than ``current`` that can be downloaded now, if there is one.
+        available_file: ``available``'s file of the same variant.
         other_bases: newer versions made for other base-model families, newest first,
             one per family.
         reason: why the status is ``unknown`` or ``error``.
@@ -174,6 +182,8 @@ class UpdateCheck:
     file: File | None = None
     other_bases: tuple[Version, ...] = ()
     reason: str | None = None
+    available: Version | None = None
+    available_file: File | None = None
 
     def as_json(self) -> dict[str, object]:
         """A plain JSON object (the CLI's ``--json``)."""
@@ -184,6 +194,7 @@ class UpdateCheck:
             "model_name": self.model.name if self.model else None,
             "current": _version_json(self.current, self.current_file),
             "newest": _version_json(self.newest, self.file),
+            "available": _version_json(self.available, self.available_file),
             "other_bases": [_version_json(version, None) for version in self.other_bases],
             "reason": self.reason,
             # The item-failure shape every command shares; an unreadable file is exit 1.
@@ -205,6 +216,8 @@ def _version_json(version: Version | None, file: File | None) -> dict[str, objec
         "base_model": version.base_model,
         "air": version.air,
         "file": {"id": file.id, "name": file.name} if file else None,
+        "early_access": version.in_early_access,
+        "early_access_until": version.early_access_ends_at if version.in_early_access else None,
     }
 
 
@@ -372,6 +385,13 @@ def _check(
         others.setdefault(base_model_family(version.base_model), version)
     others.pop(family, None)
     newest = same[0] if same else None
+    available = None
+    if newest is not None and newest.in_early_access:
+        available = next((v for v in same if not v.in_early_access), None)
+
+    def variant(version: Version | None) -> File | None:
+        return same_variant(current_file, version) if version and current_file else None
+
     return UpdateCheck(
         item.path,
         "outdated" if newest is not None else "current",
@@ -379,8 +399,10 @@ def _check(
         current=current,
         current_file=current_file,
         newest=newest,
-        file=same_variant(current_file, newest) if newest and current_file else None,
+        file=variant(newest),
         other_bases=tuple(others.values()),
+        available=available,
+        available_file=variant(available),
     )
 
 

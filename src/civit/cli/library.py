@@ -14,7 +14,7 @@ from civit.errors import UsageError
 from civit.freezing import freeze
 from civit.layouts import LAYOUTS
 from civit.manifest import load_manifest
-from civit.records import Version
+from civit.records import File, Version
 from civit.updates import UpdateCheck, outdated
 
 
@@ -87,8 +87,17 @@ OUTDATED_LABELS = {
 
 
 def _version_label(version: Version) -> str:
-    details = ", ".join(d for d in (f"#{version.id}", version.date, version.base_model) if d)
-    return f"{version.name} ({details})"
+    details = [f"#{version.id}", version.date, version.base_model]
+    if version.in_early_access:
+        until = version.early_access_ends_at
+        details.append(f"in Early Access until {until[:10]}" if until else "in Early Access")
+    return f"{version.name} ({', '.join(d for d in details if d)})"
+
+
+def _variant_line(label: str, file: File | None) -> str:
+    if file is None:
+        return f"  {label}: none (the newer version has no file of this type and format)"
+    return f"  {label}: {file.local_name} (file {file.id})"
 
 
 def describe_update(check: UpdateCheck) -> list[str]:
@@ -98,11 +107,17 @@ def describe_update(check: UpdateCheck) -> list[str]:
         str(check.path),
         f"  {check.model.name}: {_version_label(check.current)} -> {_version_label(check.newest)}",
     ]
-    if check.file is not None:
-        lines.append(f"  same variant: {check.file.local_name} (file {check.file.id})")
-    else:
-        lines.append("  same variant: none (the newer version has no file of this type and format)")
+    lines.append(_variant_line("same variant", check.file))
+    if check.available is not None:
+        lines.append(f"  available now: {_version_label(check.available)}")
+        lines.append(_variant_line("its same variant", check.available_file))
     return lines
+
+
+def _only_in_early_access(check: UpdateCheck) -> bool:
+    """Its update cannot be downloaded yet (without bought Early Access)."""
+    newest = check.newest
+    return newest is not None and newest.in_early_access and check.available is None
 
 
 def describe_other_bases(check: UpdateCheck) -> str:
@@ -136,7 +151,9 @@ def outdated_command(app: App, paths: tuple[Path, ...], lock_path: Path | None) 
     for files it knows), then each model's versions are compared. Only a version
     made for the same base-model family counts as an update (Pony, Illustrious and
     NoobAI are families of their own, apart from SDXL); newer versions for other bases
-    are listed separately. Up-to-date files are not listed.
+    are listed separately. Up-to-date files are not listed. An update in Early Access
+    is marked with the date that ends, with the newer version anyone can download
+    meanwhile, if there is one.
 
     Without arguments: ./civit.lock if there is one, else the configured root.
     Model ids listed as [outdated] ignore = [...] in the config file or civit.toml
@@ -182,6 +199,10 @@ def outdated_command(app: App, paths: tuple[Path, ...], lock_path: Path | None) 
             for check in others:
                 echo(describe_other_bases(check))
     counts = {status: sum(c.status == status for c in checks) for status in OUTDATED_LABELS}
-    summary = ", ".join(f"{counts[s]} {label}" for s, label in OUTDATED_LABELS.items() if counts[s])
+    labels = dict(OUTDATED_LABELS)
+    waiting = sum(_only_in_early_access(check) for check in checks)
+    if waiting:
+        labels["outdated"] += f" ({waiting} only in Early Access)"
+    summary = ", ".join(f"{counts[s]} {label}" for s, label in labels.items() if counts[s])
     say(f"{count_files(len(checks))}: {summary or 'nothing to check'}")
     return 1 if counts["error"] else 0

@@ -38,6 +38,12 @@ allow_unscanned_option = click.option(
     is_flag=True,
     help="Lock files whose Civitai pickle or virus scan is not Success.",
 )
+early_access_option = click.option(
+    "--early-access",
+    is_flag=True,
+    help="Let unpinned entries take a newer version in Early Access (your account "
+    "bought it); by default they take the newest anyone can download now.",
+)
 
 
 def _version_name(version: Version | None, version_id: int) -> str:
@@ -74,15 +80,24 @@ def describe_lock_change(change: LockChange) -> str:
     "nothing: exit 1 if they differ (for CI and lock review).",
 )
 @allow_unscanned_option
+@early_access_option
 @pass_app
 def lock_command(
-    app: App, manifest_path: Path, upgrade: bool, check: bool, allow_unscanned: bool
+    app: App,
+    manifest_path: Path,
+    upgrade: bool,
+    check: bool,
+    allow_unscanned: bool,
+    early_access: bool,
 ) -> int:
     """Resolve civit.toml into civit.lock: version, file, SHA256, destination.
 
     Only new and edited entries are resolved; entries without a version pin keep the
     version the lock already has, and --upgrade moves them to the newest. Commit
     civit.lock and install with --frozen in CI.
+
+    An unpinned entry takes the newest version anyone can download now: a newer one
+    in Early Access is passed over (`civit outdated` lists it) unless --early-access.
 
     --check trusts nothing in civit.lock: it resolves every entry again (the versions
     of unpinned entries stay as locked) and lists each value the lock says
@@ -101,7 +116,13 @@ def lock_command(
             raise UsageError("--check compares civit.lock as it is; it cannot --upgrade")
         return _check_command(app, manifest, allow_unscanned=allow_unscanned)
     before = load_lock(manifest.lock_path)
-    after = lock(manifest, upgrade=upgrade, settings=app.settings, allow_unscanned=allow_unscanned)
+    after = lock(
+        manifest,
+        upgrade=upgrade,
+        settings=app.settings,
+        allow_unscanned=allow_unscanned,
+        early_access=early_access,
+    )
     changes = [] if before == after else lock_changes(before, after, client=app.client)
     if app.json:
         echo_json(
@@ -221,6 +242,7 @@ def describe_entry(result: EntryResult) -> str:
     help="Replace files in the way that are not civit's downloads of the same model.",
 )
 @allow_unscanned_option
+@early_access_option
 @limit_options
 @pass_app
 def install_command(
@@ -235,6 +257,7 @@ def install_command(
     report: Path | None,
     overwrite: bool,
     allow_unscanned: bool,
+    early_access: bool,
     limit_rate: float | None,
     deadline: float | None,
     lock_timeout: float | None,
@@ -274,6 +297,7 @@ def install_command(
             on_result=finished,
             overwrite=overwrite,
             allow_unscanned=allow_unscanned,
+            early_access=early_access,
             limit_rate=limit_rate,
             deadline=deadline,
             lock_timeout=lock_timeout,

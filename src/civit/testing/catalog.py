@@ -574,7 +574,7 @@ def default_catalog() -> Catalog:
     )  # fmt: skip
 
 
-def multi_base_model() -> FakeModel:
+def multi_base_model(*, early_access: bool = False) -> FakeModel:
     """Model 400100 "Style Shifter", a LoRA whose versions span four base models.
 
     Not in :func:`default_catalog` (whose listings tests count); add it with
@@ -584,6 +584,10 @@ def multi_base_model() -> FakeModel:
     SDXL 1.0 (400102: fp16 primary 4001021 and fp32 4001022 under one name, plus
     training data 4001023), v2.0 on Pony (400105), v1.0 on SDXL 1.0 (400101: fp16
     primary 4001011, fp32 4001012).
+
+    Args:
+        early_access: list v2.2 on SDXL 1.0 first (400106, published 2025-09-01: fp16
+            primary 4001061, fp32 4001062 under one name), in Early Access until 2099.
     """
 
     def lora(file_id: int, name: str, **traits: Any) -> FakeFile:
@@ -592,12 +596,19 @@ def multi_base_model() -> FakeModel:
     def version(version_id: int, name: str, base: str, date: str, *files: FakeFile) -> FakeVersion:
         return FakeVersion(version_id, name, base, f"{date}T12:00:00.000Z", files=files)
 
+    newest = FakeVersion(
+        400106, "v2.2", "SDXL 1.0", "2025-09-01T12:00:00.000Z",
+        files=[lora(4001061, "styleShifter_v22.safetensors", primary=True),
+               lora(4001062, "styleShifter_v22.safetensors", fp="fp32", size="full")],
+        early_access_deadline="2099-01-01T00:00:00.000Z",
+    )  # fmt: skip
     return FakeModel(
         400100,
         "Style Shifter",
         "LORA",
         "stylist",
         [
+            *([newest] if early_access else []),
             version(400104, "v4.0 Flux", "Flux.1 D", "2025-06-01",
                     lora(4001041, "styleShifter_v40_flux.safetensors", primary=True)),
             version(400103, "v3.0 Illustrious", "Illustrious", "2025-03-01",
