@@ -17,7 +17,8 @@ fp16/fp32 copies of the same file name, 99001 is archived, 99002 is in Early Acc
 Versions carry showcase ``images`` (with ``nsfwLevel`` and ``type``; 368189 has an X
 image, a video and a PG-13 PNG, in that order) served as real PNG/JPEG bytes from the
 CDN origin.
-:func:`multi_base_model` (400100) adds a LoRA with versions on four base models.
+:func:`multi_base_model` (400100) adds a LoRA with versions on four base models
+(``early_access=True``: and a newest one, 400106, in Early Access).
 
 Fault knobs (all thread-safe, all undone by :meth:`FakeCivitai.reset_faults`)::
 
