@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import threading
 import time
@@ -474,11 +475,21 @@ class Mirror:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.paths: list[str] = []
+        self.refuse = False  # answer every request with 403, as a private bucket does
         mirror = self
 
         class Handler(SimpleHTTPRequestHandler):
+            def send_head(self) -> Any:
+                if mirror.refuse:
+                    self.send_error(403)
+                    return None
+                return super().send_head()
+
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                mirror.paths.append(self.path)  # once per request, whatever its answer
+
             def log_message(self, format: str, *args: Any) -> None:
-                mirror.paths.append(self.path)
+                pass
 
         handler = functools.partial(Handler, directory=str(folder))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -492,6 +503,9 @@ class Mirror:
 
     def put(self, content: bytes, sha256: str) -> None:
         (self.folder / sha256.lower()).write_bytes(content)
+
+    def url_for(self, sha256: str) -> str:
+        return mirror_url(self.template, sha256=sha256, name="")
 
 
 @pytest.fixture
@@ -541,8 +555,17 @@ def test_a_mirror_miss_or_a_bad_copy_falls_back_to_civitai(
     assert report.exit_code == 0
     lora, embedding, vae = report.results
     assert (lora.source, embedding.source, vae.source) == ("mirror", "civitai", "civitai")
-    assert embedding.mirror_error is not None and "SHA256 mismatch" in embedding.mirror_error
-    assert vae.mirror_error is not None and "404" in vae.mirror_error
+    # Said of the mirror's copy, with what fixes the mirror (Civitai already fetched it).
+    assert embedding.mirror_error == (
+        f"{mirror.url_for(fake.file(3000002).sha256)} is a damaged copy: SHA256 "
+        f"{hashlib.sha256(damaged).hexdigest().upper()}, the lock says "
+        f"{fake.file(3000002).sha256.upper()} (replace it on the mirror: delete it and run "
+        "`civit mirror push` into the folder it serves)"
+    )
+    assert vae.mirror_error == (
+        f"{mirror.url_for(fake.file(3000003).sha256)}: the storage host has no file at this "
+        "link (HTTP 404)"
+    )
     assert fake.cdn_requests(3000001) == []
     assert fake.bytes_served(3000002) == 30_000 and fake.bytes_served(3000003) == 120_000
     for result in report.results:
@@ -559,9 +582,61 @@ def test_an_unreachable_mirror_falls_back_to_civitai(
     mirror.server.shutdown()
     mirror.server.server_close()
     monkeypatch.setenv("CIVIT_MIRROR", dead)  # the environment variable works too
-    report = civit.install(manifest, frozen=True, client=client, **ENGINE)
+    report = civit.install(manifest, frozen=True, client=client, jobs=1, **ENGINE)
     assert report.exit_code == 0
     assert {r.source for r in report.results} == {"civitai"}
+    # No other file can reach it either: asked for the first file only.
+    first = mirror.url_for(fake.file(3000001).sha256)
+    assert [r.mirror_error for r in report.results] == [
+        f"{first}: cannot start the download (ConnectionRefusedError: Connection refused); "
+        "the mirror is off for the rest of this run (check that the mirror is up and its "
+        "address: --mirror, CIVIT_MIRROR or mirror in civit.toml)",
+        *[f"not asked: the mirror was switched off after {first} (cannot connect: "
+          "ConnectionRefusedError: Connection refused)"] * 2,
+    ]  # fmt: skip
+
+
+def test_an_unreachable_mirror_is_switched_off_across_jobs(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror
+) -> None:
+    models = fake.add_synthetic_models(20)
+    manifest = civit.write_manifest(
+        project / "civit.toml", [str(m.id) for m in models], settings={"dest": "loras"}
+    )
+    civit.lock(manifest, client=client)
+    dead = mirror.template
+    mirror.server.shutdown()
+    mirror.server.server_close()
+    report = civit.install(manifest, frozen=True, client=client, mirror=dead, jobs=4, **ENGINE)
+    assert report.exit_code == 0 and {r.source for r in report.results} == {"civitai"}
+    errors = [r.mirror_error or "" for r in report.results]
+    assert sum("the mirror is off for the rest of this run (check" in e for e in errors) == 1
+    asked = [e for e in errors if not e.startswith("not asked")]
+    assert len(asked) <= 4  # only files already at the mirror when it was switched off
+    assert all("ConnectionRefusedError" in e for e in errors)
+
+
+def test_a_mirror_miss_or_refusal_stays_with_its_file(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror
+) -> None:
+    """A 404 or a 403 is about one object (a public bucket answers a missing key with
+    403): every file still asks the mirror, once."""
+    manifest = mirrored_manifest(project, client)
+    report = civit.install(manifest, frozen=True, client=client, mirror=mirror.template, **ENGINE)
+    assert [r.source for r in report.results] == ["civitai"] * 3
+    assert all("(HTTP 404)" in (r.mirror_error or "") for r in report.results)
+    assert len(mirror.paths) == 3
+    for result in report.results:
+        result.path.unlink()
+    mirror.paths.clear()
+    mirror.refuse = True
+    report = civit.install(manifest, frozen=True, client=client, mirror=mirror.template, **ENGINE)
+    assert [r.source for r in report.results] == ["civitai"] * 3
+    assert [r.mirror_error for r in report.results] == [
+        f"{mirror.url_for(fake.file(file_id).sha256)}: the mirror refused it (HTTP 401, 403 or 410)"
+        for file_id in (3000001, 3000002, 3000003)
+    ]
+    assert len(mirror.paths) == 3  # the same URL is not asked again as if it had expired
 
 
 def test_lock_without_a_model_id_reads_back() -> None:

@@ -119,6 +119,17 @@ def other_node(installed: civit.Manifest, tmp_path: Path) -> civit.Manifest:
     return civit.load_manifest(project / "civit.toml")
 
 
+def switched_off_once(report: civit.InstallReport, reason: str) -> None:
+    """One entry says in full why the mirror was switched off; the others were not asked."""
+    texts = [result.mirror_error or "" for result in report.results]
+    full = [text for text in texts if reason in text]
+    assert len(full) == 1, texts
+    assert "the mirror is off for the rest of this run" in full[0]
+    others = [text for text in texts if text is not full[0]]
+    brief = "not asked: the mirror was switched off after s3://"
+    assert all(text.startswith(brief) for text in others)
+
+
 def assert_no_secrets(*texts: str) -> None:
     for text in texts:
         for secret in SECRETS:
@@ -171,7 +182,7 @@ def test_an_endpoint_with_user_info_is_never_shown_even_verbose(
     node = other_node(installed, tmp_path)
     report = civit.install(node, frozen=True, client=client, mirror="s3://models/fleet", **ENGINE)
     assert [result.source for result in report.results] == ["civitai"] * 3
-    assert "cannot set up S3 access" in (report.results[0].mirror_error or "")
+    switched_off_once(report, "cannot set up S3 access")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         civit.cli.main(["-v", "mirror", "push", "s3://models/fleet", "--lock", node.lock_path])
@@ -396,13 +407,26 @@ def test_a_damaged_or_missing_object_falls_back_to_civitai_and_the_report_says_w
         "civitai",
         "civitai",
     )
-    assert "SHA256 mismatch" in (got_embedding.mirror_error or "")
-    assert "no such object" in (got_vae.mirror_error or "")
-    assert f"s3://{bucket}/{vae.sha256.lower()}" in (got_vae.mirror_error or "")
+    # The message is about the mirror's copy, and Civitai has already replaced the file:
+    # no "run again", but what fixes the mirror (push alone keeps a copy of the right size).
+    where = f"s3://{bucket}/{embedding.sha256.lower()}"
+    assert got_embedding.mirror_error == (
+        f"{where} is a damaged copy: SHA256 {hashlib.sha256(damaged).hexdigest().upper()}, "
+        f"the lock says {embedding.sha256.upper()} (delete it, then run `civit mirror push "
+        f"s3://{bucket}` again: push keeps an object whose size is right)"
+    )
+    assert f"s3://{bucket}/{vae.sha256.lower()}: no such object (HTTP 404)" == got_vae.mirror_error
     assert fake.cdn_requests(lora.id) == []
     for result in report.results:
         assert result.path.read_bytes() == fake.file(result.file_id or 0).content
     assert_no_secrets(json.dumps(report.as_json()))
+
+    pushed = civit.push_mirror(f"s3://{bucket}", lock=node.lock_path)
+    assert [result.status for result in pushed.results] == ["present", "present", "uploaded"]
+    s3.delete_object(Bucket=bucket, Key=embedding.sha256.lower())  # as the hint says
+    assert civit.push_mirror(f"s3://{bucket}", lock=node.lock_path).count("uploaded") == 1
+    stored = s3.get_object(Bucket=bucket, Key=embedding.sha256.lower())["Body"].read()
+    assert stored == embedding.content
 
 
 def test_an_object_of_the_wrong_size_is_passed_over_without_downloading_it(
@@ -421,7 +445,14 @@ def test_an_object_of_the_wrong_size_is_passed_over_without_downloading_it(
     report = civit.install(node, frozen=True, client=client, mirror=f"s3://{bucket}", **ENGINE)
     assert report.exit_code == 0
     assert report.results[2].source == "civitai"
-    assert "damaged copy" in (report.results[2].mirror_error or "")
+    assert report.results[2].mirror_error == (
+        f"s3://{bucket}/{vae.sha256.lower()} has {vae.length - 1} bytes, the lock says "
+        f"{vae.length}: a damaged copy (run `civit mirror push s3://{bucket}` again: it "
+        "replaces a wrong object)"
+    )
+    pushed = civit.push_mirror(f"s3://{bucket}", lock=node.lock_path)
+    assert [result.status for result in pushed.results] == ["present", "present", "uploaded"]
+    assert s3.get_object(Bucket=bucket, Key=vae.sha256.lower())["Body"].read() == vae.content
 
 
 def test_an_unreachable_endpoint_falls_back_to_civitai(
@@ -441,14 +472,26 @@ def test_an_unreachable_endpoint_falls_back_to_civitai(
     report = civit.install(node, frozen=True, client=client, **ENGINE)
     assert report.exit_code == 0
     assert {result.source for result in report.results} == {"civitai"}
-    assert "cannot reach the S3 endpoint" in (report.results[0].mirror_error or "")
+    switched_off_once(report, f"cannot reach the S3 endpoint {dead}")
 
 
 # -- credentials ---------------------------------------------------------------------
 
 
+class StrictServer:
+    """The strict moto server: its URL, and the requests it logged (one line each)."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+
+    def requests(self, path_start: str) -> list[str]:
+        """Logged request lines whose path starts with ``path_start`` (e.g. ``/bucket/key``)."""
+        return [line for line in self.log.read_text().splitlines() if f" {path_start}" in line]
+
+
 @pytest.fixture(scope="session")
-def strict_s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def strict_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StrictServer]:
     """A second moto server, in its own process, that checks credentials (IAM on).
 
     The free port is found by binding and releasing it, so another server started at
@@ -474,7 +517,7 @@ def strict_s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     else:
         raise RuntimeError(f"the strict moto server did not start: {log.read_text()[-2000:]}")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield StrictServer(f"http://127.0.0.1:{port}", log)
     finally:
         process.terminate()
         process.wait(10)
@@ -492,36 +535,59 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, *, timeout: floa
     return False
 
 
-def test_wrong_credentials_get_a_clear_message_and_civitai_takes_over(
+@pytest.fixture
+def twenty(fake: FakeCivitai, client: Client, tmp_path: Path) -> civit.Manifest:
+    """A node with a lock of twenty small files and none of them installed."""
+    models = fake.add_synthetic_models(20)
+    project = tmp_path / "twenty"
+    project.mkdir()
+    manifest = civit.write_manifest(
+        project / "civit.toml", [str(model.id) for model in models], settings={"dest": "models"}
+    )
+    civit.lock(manifest, client=client)
+    return manifest
+
+
+def test_wrong_credentials_are_asked_once_and_civitai_takes_over(
     fake: FakeCivitai,
-    installed: civit.Manifest,
+    twenty: civit.Manifest,
     tmp_path: Path,
     aws_env: dict[str, str],
-    strict_s3_endpoint: str,
+    strict_s3_server: StrictServer,
     civit_cli: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", strict_s3_endpoint)
-    node = other_node(installed, tmp_path)
+    """No other file can escape refused credentials: the mirror is switched off after
+    the first refusal (it was one refused HEAD and one repeated line per file)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", strict_s3_server.url)
+    prefix = f"fleet-{uuid.uuid4().hex[:8]}"
     report_path = tmp_path / "report.json"
     run = civit_cli(
-        "install", "-f", node.path, "--frozen", "--mirror", "s3://models/fleet",
-        "--report", report_path,
+        "install", "-f", twenty.path, "--frozen", "--jobs", "4",
+        "--mirror", f"s3://models/{prefix}", "--report", report_path,
     )  # fmt: skip
     assert run.code == 0, run.err
+    assert len(strict_s3_server.requests(f"/models/{prefix}/")) == 1
     entries = json.loads(report_path.read_text())["entries"]
-    assert [entry["source"] for entry in entries] == ["civitai"] * 3
-    assert "S3 refused the request for s3://models/fleet/" in entries[0]["mirror_error"]
-    assert "AWS_ACCESS_KEY_ID" in entries[0]["mirror_error"]  # says what to check
-    assert "mirror passed over: S3 refused the request" in run.err
+    assert [entry["source"] for entry in entries] == ["civitai"] * 20
+    refused = [entry for entry in entries if "S3 refused the request" in entry["mirror_error"]]
+    assert len(refused) == 1
+    where = f"s3://models/{prefix}/{fake.file(refused[0]['file_id']).sha256.lower()}"
+    assert refused[0]["mirror_error"].startswith(f"S3 refused the request for {where} (HTTP 403)")
+    assert "the mirror is off for the rest of this run" in refused[0]["mirror_error"]
+    assert "AWS_ACCESS_KEY_ID" in refused[0]["mirror_error"]  # says what to check
+    others = {entry["mirror_error"] for entry in entries if entry is not refused[0]}
+    assert others == {f"not asked: the mirror was switched off after {where} (S3 refused access)"}
+    assert run.err.count("mirror passed over: S3 refused the request") == 1
+    assert run.err.count("mirror passed over: not asked") == 19
 
-    push = civit_cli("mirror", "push", "s3://models/fleet", "--lock", node.lock_path)
+    push = civit_cli("mirror", "push", f"s3://models/{prefix}", "--lock", twenty.lock_path)
     assert push.code == 3
     assert "S3 refused the request" in push.err
     with pytest.raises(AuthError):
         S3Bucket(parse_s3_url("s3://models/fleet")).head("ab" * 32)
     assert_no_secrets(run.out, run.err, push.out, push.err, report_path.read_text())
-    assert_no_secrets(node.lock_path.read_text())
+    assert_no_secrets(twenty.lock_path.read_text())
 
 
 def test_credentials_and_endpoint_come_from_an_aws_profile(

@@ -9,7 +9,8 @@ raw), and turns every answer into either an :class:`Opened` body to read or one 
 
 - :class:`LinkExpired` (401/403/410: ask the API for a fresh link),
 - :class:`RangeIgnored` (the host cannot resume this: start over from byte zero),
-- :class:`Retryable` (dropped connections, 429/5xx, with the ``Retry-After`` wait),
+- :class:`Retryable` (dropped connections, 429/5xx, with the ``Retry-After`` wait;
+  :class:`Unreachable` when no connection to the host could even be opened),
 - a :class:`civit.errors.CivitError` that no retry fixes (HTML page, 404, 451, ...).
 
 No message built here contains a query string: presigned signatures stay out of
@@ -23,6 +24,7 @@ import contextlib
 import http.client
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ __all__ = [
     "RangeIgnored",
     "Retryable",
     "Storage",
+    "Unreachable",
     "looks_like_html",
     "safe_location",
 ]
@@ -75,6 +78,12 @@ class Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class Unreachable(Retryable):
+    """No connection to the host could be opened (refused, no route, unknown name, a
+    connect timeout, a certificate the host cannot prove): whatever file is asked
+    for, the host is the same, so a mirror that answers so is switched off."""
 
 
 @dataclass
@@ -237,8 +246,9 @@ class Storage:
                 connection.request("GET", target, headers={**headers, **extra})
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
+                connected = connection.sock is not None  # http.client sets it once connected
                 self.close(connection)
-                raise _connection_failure(exc, proxy) from exc
+                raise _connection_failure(exc, proxy, connected=connected) from exc
             location = response.getheader("location")
             if 300 <= response.status < 400 and location:
                 self.close(connection)
@@ -372,8 +382,9 @@ def _route(url: str, proxy: str | None) -> tuple[str, str | None]:
     return f"{parts.scheme}://{parts.hostname}:{parts.port}", proxy
 
 
-def _connection_failure(exc: BaseException, proxy: str | None) -> Exception:
-    """A failed request as :class:`Retryable`, or a final error for a proxy's refusal."""
+def _connection_failure(exc: BaseException, proxy: str | None, *, connected: bool) -> Exception:
+    """A failed request as :class:`Retryable` (:class:`Unreachable` if no connection
+    was opened), or a final error for a proxy's refusal."""
     text = str(exc)
     if proxy is not None and text.startswith("Tunnel connection failed"):
         status = text.partition(":")[2].strip()
@@ -384,4 +395,6 @@ def _connection_failure(exc: BaseException, proxy: str | None) -> Exception:
             )
         if status[:1] == "4":
             return NetworkError(f"the proxy refused the connection ({status})")
+    if not connected or isinstance(exc, ssl.SSLCertVerificationError):
+        return Unreachable(_reason(exc))
     return Retryable(_reason(exc))

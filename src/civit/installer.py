@@ -381,13 +381,13 @@ class _Installer:
         """Fetch into ``target``: the mirror first, then Civitai."""
         mirror_error = None
         if self.mirror is not None and locked.sha256:
-            resolve_mirror = self.mirror.link_resolver(
-                sha256=locked.sha256, name=locked.name, size=locked.size
-            )
+            mirror_error = self.mirror.switched_off()
+        if self.mirror is not None and locked.sha256 and mirror_error is None:
+            attempt = self.mirror.attempt(sha256=locked.sha256, name=locked.name, size=locked.size)
             try:
                 return self._fetch_from(
                     key,
-                    resolve_mirror,
+                    attempt.resolve,
                     locked,
                     target,
                     "mirror",
@@ -396,7 +396,7 @@ class _Installer:
             except DiskSpaceError:
                 raise
             except CivitError as exc:  # a miss, a bad copy or a dead mirror: ask Civitai
-                mirror_error = str(exc)
+                mirror_error = attempt.passed_over(exc)
 
         def resolve() -> str:
             link = self.client.get().resolve_download(

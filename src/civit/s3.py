@@ -460,6 +460,7 @@ def _client_error(what: str, code: str, status: int) -> CivitError:
         return AuthError(
             f"S3 refused the request for {what} ({detail}): wrong or missing credentials, "
             "or no permission",
+            status=status or None,
             hint=CREDENTIALS_HINT,
         )
     if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
@@ -467,5 +468,7 @@ def _client_error(what: str, code: str, status: int) -> CivitError:
             f"S3 rejected the upload of {what}: the bytes sent do not match their SHA256 ({code})"
         )
     if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
-        return NetworkError(f"S3 failed for {what} ({code}, HTTP {status}) after retries")
+        return NetworkError(
+            f"S3 failed for {what} ({code}, HTTP {status}) after retries", status=status or None
+        )
     return CivitError(f"S3 refused the request for {what} ({code}, HTTP {status})")
