@@ -574,6 +574,48 @@ def test_a_mirror_miss_or_a_bad_copy_falls_back_to_civitai(
     assert report.as_json()["entries"][1]["mirror_error"] == embedding.mirror_error
 
 
+class Interrupted(Exception):
+    """Stands for Ctrl-C in the middle of a download."""
+
+
+def test_a_mirror_miss_keeps_the_half_done_civitai_download(
+    fake: FakeCivitai, client: Client, project: Path, mirror: Mirror
+) -> None:
+    manifest = mirrored_manifest(project, client)
+    vae = fake.file(3000003)
+    record = civit.select_file(client.get_version(vae_version(fake)), file_id=vae.id)
+    fake.set_faults(vae.id, throttle=60_000)
+
+    def stop_once_bytes_arrive(done: int, total: int | None) -> None:
+        if done > 0:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        civit.download(
+            record, dest=project / "models", client=client, progress=stop_once_bytes_arrive
+        )
+    assert fake.wait_idle()
+    fake.reset_faults()
+    kept = fake.bytes_served(vae.id)
+    assert 0 < kept < vae.length
+    fake.clear_log()
+    # The mirror has nothing: it is asked first, misses, and Civitai continues where the
+    # interrupted download stopped instead of starting again.
+    report = civit.install(manifest, frozen=True, client=client, mirror=mirror.template, **ENGINE)
+    assert report.exit_code == 0
+    result = report.results[2]
+    assert result.source == "civitai" and "HTTP 404" in (result.mirror_error or "")
+    assert 0 < fake.bytes_served(vae.id) < vae.length
+    assert result.path.read_bytes() == vae.content
+
+
+def vae_version(fake: FakeCivitai) -> int:
+    """The version id of file 3000003 in the default catalog."""
+    found = fake.catalog.find_file(3000003)
+    assert found is not None
+    return found[1].id
+
+
 def test_an_unreachable_mirror_falls_back_to_civitai(
     fake: FakeCivitai, client: Client, project: Path, mirror: Mirror, monkeypatch
 ) -> None:

@@ -451,6 +451,11 @@ class SegmentedTransfer:
 
         Unfinished work resumes only under a validator (ETag or Last-Modified): without
         one, bytes of a file changed upstream could not be told from ours.
+
+        An unusable ``.part`` is left where it is until this source has answered (the
+        fresh start discards it then): a ``.part`` of another source, say Civitai's
+        half-done download of a file a mirror is now asked for first, must survive the
+        mirror's miss.
         """
         previous = PartState.load(self.state_path)
         part = reject_unusual_file(self.part, "a partial download")
@@ -463,10 +468,7 @@ class SegmentedTransfer:
             and (previous.validator is not None or previous.first_unfinished() is None)
             and (self.expected_size is None or previous.size == self.expected_size)
         )
-        if not usable:
-            self.discard()
-            return None
-        return previous
+        return previous if usable else None
 
     def discard(self) -> None:
         if self.file is not None:
