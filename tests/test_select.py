@@ -8,6 +8,7 @@ from civit.select import (
     check_scans,
     code_warning,
     describe_file,
+    early_access_note,
     explain_selection,
     newest_version,
     select_file,
@@ -293,3 +294,25 @@ def test_code_warning_only_for_pickle_files() -> None:
     assert code_warning(SAFETENSORS_FP16) is None
     warning = code_warning(PICKLE_FP16)
     assert warning is not None and "can run code" in warning and "\n" not in warning
+
+
+def early(version_id: int, name: str, until: str | None = "2099-01-01T00:00:00.000Z") -> Version:
+    return Version(id=version_id, name=name, availability="EarlyAccess", early_access_ends_at=until)
+
+
+def test_newest_version_is_the_newest_that_can_be_downloaded_now() -> None:
+    v3, v2, v1 = early(3, "v3"), early(2, "v2", None), Version(id=1, name="v1")
+    model = Model(id=9, name="M", versions=(v3, v2, v1))
+    assert newest_version(model) == v1
+    assert newest_version(model, early_access=True) == v3
+    assert newest_version(model, locked=2) == v2  # an upgrade never moves back past it
+    assert early_access_note(model, v1) == (
+        "v3 is in Early Access until 2099-01-01, v2 is in Early Access; "
+        "took v1 (pass --early-access for v3)"
+    )
+    assert early_access_note(model, v3) is None
+    everything_early = Model(id=8, name="E", versions=(v3, v2))
+    assert newest_version(everything_early) == v3  # its download says until when
+    assert early_access_note(everything_early, v3) is None
+    public = Version(id=4, name="v4", availability="Public", early_access_ends_at="2099-01-01")
+    assert newest_version(Model(id=7, name="P", versions=(public, v1))) == public

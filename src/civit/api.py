@@ -490,13 +490,17 @@ class Client:
             raise ResponseError(f"Civitai's answer for {what} has no version in it")
         return version
 
-    def get_version_for(self, ref: Ref, *, full: bool = False) -> Version:
-        """The version ``ref`` names: the pinned one, the hash's, or the model's newest.
+    def get_version_for(
+        self, ref: Ref, *, full: bool = False, early_access: bool = False
+    ) -> Version:
+        """The version ``ref`` names: the pinned one, the hash's, or for a model ref the
+        newest a user can download now (:func:`civit.select.newest_version`).
 
         Args:
             ref: a parsed reference.
-            full: for a model ref, fetch the newest version's own record too (it adds
+            full: for a model ref, fetch that version's own record too (it adds
                 ``air`` and the ``model`` summary, as ``.civitai.info`` sidecars want).
+            early_access: for a model ref, take the newest version even in Early Access.
 
         Raises:
             NotFoundError: unknown model, version or hash.
@@ -514,8 +518,26 @@ class Client:
                 )
             return version
         assert ref.model_id is not None
-        version = newest_version(self.get_model(ref.model_id))
-        return self.get_version(version.id) if full else version
+        _, version = self.get_newest_version(ref.model_id, full=full, early_access=early_access)
+        return version
+
+    def get_newest_version(
+        self, model_id: int, *, full: bool = False, early_access: bool = False
+    ) -> tuple[Model, Version]:
+        """A model and its newest version a user can download now
+        (:func:`civit.select.newest_version`; the model says what was passed over).
+
+        Args:
+            model_id: the model.
+            full: fetch the version's own record too (see :meth:`get_version_for`).
+            early_access: take the newest version even in Early Access.
+
+        Raises:
+            NotFoundError: unknown model. NotDownloadableError: it has no versions.
+        """
+        model = self.get_model(model_id)
+        version = newest_version(model, early_access=early_access)
+        return model, (self.get_version(version.id) if full else version)
 
     def versions_by_hashes(self, sha256s: Sequence[str]) -> tuple[HashMatch, ...]:
         """Identify many files at once (``POST /api/v1/model-versions/by-hash/ids``).

@@ -2,7 +2,9 @@
 
 ``civit get`` asks :func:`choose_files` for each ref, then downloads what it returns:
 
-- by default, the ref's version and the one file the selection picks
+- by default, the ref's version (for a model ref, the newest a user can download now,
+  :func:`civit.select.newest_version`: a newer one in Early Access is passed over,
+  and a note says so, unless ``early_access``) and the one file the selection picks
   (:func:`civit.select.select_file`; a download URL's ``fileId`` or a hash ref's file
   exactly);
 - ``all_files``: every file of the version matching the selection, training data only
@@ -28,7 +30,7 @@ from civit.api import Client
 from civit.errors import NotDownloadableError, ResponseError
 from civit.records import File, Version, with_variants
 from civit.refs import Ref, parse_ref
-from civit.select import select_file, select_files
+from civit.select import early_access_note, select_file, select_files
 
 __all__ = ["PlannedFile", "choose_files", "name_apart", "refs_from_lines"]
 
@@ -41,11 +43,14 @@ class PlannedFile:
         version: the version.
         file: the file (``None`` when the version has no file the selection wants).
         reason: why ``file`` is ``None``.
+        notes: how the version was chosen, a line each (a newer one in Early Access
+            passed over).
     """
 
     version: Version
     file: File | None = None
     reason: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def choose_files(
@@ -59,6 +64,7 @@ def choose_files(
     all_files: bool = False,
     all_versions: bool = False,
     full: bool = False,
+    early_access: bool = False,
 ) -> list[PlannedFile]:
     """The files ``ref`` stands for (see the module docstring).
 
@@ -73,6 +79,7 @@ def choose_files(
         all_versions: every version of the ref's model, newest first.
         full: fetch each version's own record (with ``air`` and the model summary,
             as ``.civitai.info`` sidecars want).
+        early_access: for a model ref, take the newest version even in Early Access.
 
     Returns:
         The planned files (each with ``file`` set), and under ``all_versions`` also
@@ -90,10 +97,18 @@ def choose_files(
         "size": size or parsed.size,
     }
     if not all_versions:
-        version = client.get_version_for(parsed, full=full)
+        notes: tuple[str, ...] = ()
+        if parsed.model_id is not None and parsed.version_id is None:  # a model ref
+            model, version = client.get_newest_version(
+                parsed.model_id, full=full, early_access=early_access
+            )
+            note = early_access_note(model, version)
+            notes = (note,) if note else ()
+        else:
+            version = client.get_version_for(parsed, full=full)
         exact = _exact_file(version, parsed) if not (type or format or fp or size) else None
         files = _pick(version, selection, all_files=all_files, file_id=exact)
-        return [PlannedFile(version, file) for file in files]
+        return [PlannedFile(version, file, notes=notes) for file in files]
     model_id = parsed.model_id
     if model_id is None or parsed.hash is not None:
         found = client.get_version_for(parsed)

@@ -78,8 +78,9 @@ class DownloadResult:
     ``verified`` names the digests compared with the record; ``bytes_transferred`` is
     what crossed the network this run; ``resumed_from`` what a previous run left;
     ``warnings`` one-line notes for the user (a pickle file, a path near Windows' limit);
-    ``notes`` how the folder was chosen (a configured folder, a routing decision) and
-    sidecars not written; ``layout`` the WebUI layout it went into (``None`` for a plain
+    ``notes`` how the version was chosen (a newer one in Early Access passed over), how
+    the folder was chosen (a configured folder, a routing decision) and sidecars not
+    written; ``layout`` the WebUI layout it went into (``None`` for a plain
     folder); ``sidecars`` the files written beside it (see :func:`write_download_sidecars`).
     """
 
@@ -610,11 +611,14 @@ def get(
     deadline: float | None = None,
     lock_timeout: float | None = None,
     on_lock_wait: LockWaitCallback | None = None,
+    early_access: bool = False,
 ) -> DownloadResult:
     """Resolve ``ref``, choose its file, download it: ``civit get`` as a function.
 
-    Selection arguments override hints carried by a download URL ref (``?type=``...);
-    a URL's ``fileId`` picks that exact file.
+    A model ref takes the newest version a user can download now: a newer one in
+    Early Access is passed over unless ``early_access`` (the result's ``notes`` say
+    so). Selection arguments override hints carried by a download URL ref
+    (``?type=``...); a URL's ``fileId`` picks that exact file.
 
     Args:
         ref: anything :func:`civit.parse_ref` accepts, or a parsed :class:`Ref`.
@@ -644,6 +648,8 @@ def get(
         overwrite: replace whatever file is at the target (see :func:`download`).
         allow_unscanned: accept a file whose Civitai scans did not pass.
         limit_rate, deadline, lock_timeout, on_lock_wait: see :func:`download`.
+        early_access: for a model ref, take the newest version even in Early Access
+            (it downloads only if the token's account bought it).
 
     Returns:
         The :class:`DownloadResult` of the chosen file.
@@ -656,7 +662,14 @@ def get(
     with contextlib.ExitStack() as cleanup:
         api = cleanup.enter_context(using_client(client))
         (planned,) = choose_files(
-            parsed, client=api, type=type, format=format, fp=fp, size=size, full=write_info
+            parsed,
+            client=api,
+            type=type,
+            format=format,
+            fp=fp,
+            size=size,
+            full=write_info,
+            early_access=early_access,
         )
         version, file = planned.version, planned.file
         assert file is not None  # one file or an error, without all_versions
@@ -683,4 +696,4 @@ def get(
         )
         if write_info:
             result = write_download_sidecars(result, version, client=api, preview_nsfw=preview_nsfw)
-    return result
+    return replace(result, notes=(*planned.notes, *result.notes))

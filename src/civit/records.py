@@ -508,6 +508,15 @@ class Version:
         return availability == "earlyaccess"
 
     @property
+    def early_access_label(self) -> str | None:
+        """``in Early Access until YYYY-MM-DD`` (no date if Civitai gave none) while
+        :attr:`in_early_access`, else ``None``."""
+        if not self.in_early_access:
+            return None
+        ends = self.early_access_ends_at
+        return f"in Early Access until {ends[:10]}" if ends else "in Early Access"
+
+    @property
     def release_key(self) -> tuple[str, int]:
         """Sorts versions by publication (``publishedAt``, else ``createdAt``; the id
         breaks ties): creators reorder versions on the page, so list order proves nothing.

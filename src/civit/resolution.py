@@ -6,8 +6,9 @@ one entry to a long manifest costs one entry's API calls. Unpinned entries keep 
 version an earlier lock had unless ``upgrade`` is asked; entries resolve in parallel
 (:data:`MAX_RESOLVERS` at once) through one lazily made API client.
 
-An unpinned entry locks to the newest version anyone can download now: a newer one in
-Early Access is passed over (a lock that most accounts cannot install is no lock)
+An unpinned entry locks to the newest version anyone can download now
+(:func:`civit.select.newest_version`, the rule ``civit get`` follows too): a newer one
+in Early Access is passed over (a lock that most accounts cannot install is no lock)
 unless ``early_access`` is asked, and an upgrade never moves back past the version
 the lock had. When every version is in Early Access, the newest is locked anyway: its
 download then says until when.
@@ -176,10 +177,7 @@ class _Resolver:
             return version
         assert entry.parsed.model_id is not None  # an unpinned ref names its model
         model = api.get_model(entry.parsed.model_id)
-        for version in model.versions:  # newest first
-            if self.early_access or not version.in_early_access or version.id == kept:
-                return version
-        return newest_version(model)
+        return newest_version(model, early_access=self.early_access, locked=kept)
 
     def target_for(self, entry: ModelEntry, version: Version, file: File) -> Path:
         settings = self.manifest.settings

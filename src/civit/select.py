@@ -29,6 +29,7 @@ __all__ = [
     "check_scans",
     "code_warning",
     "describe_file",
+    "early_access_note",
     "explain_selection",
     "newest_version",
     "select_file",
@@ -211,14 +212,24 @@ def _default_file(version: Version, primary: File) -> Selection:
     return Selection(models[0], (f"the primary file is {TRAINING_DATA}; first model file",))
 
 
-def newest_version(model: Model) -> Version:
-    """The newest version of ``model`` (Civitai lists versions newest first).
+def newest_version(
+    model: Model, *, early_access: bool = False, locked: int | None = None
+) -> Version:
+    """The newest version of ``model`` a user can download now.
+
+    Civitai lists versions newest first. A version in Early Access (only accounts that
+    bought it can download it) is passed over unless ``early_access`` is asked; when
+    every version is in Early Access, the newest is taken anyway, so its download says
+    until when. ``civit get``, ``civit lock`` and ``civit install`` all choose by this.
 
     Args:
         model: a model as returned by the API.
+        early_access: take the newest version even in Early Access (``--early-access``).
+        locked: the version a lock already has: it counts as downloadable, so an
+            upgrade never moves back past it.
 
     Returns:
-        Its first version.
+        That version.
 
     Raises:
         NotDownloadableError: the model has no versions.
@@ -229,7 +240,31 @@ def newest_version(model: Model) -> Version:
             url=model.url,
             hint="it may be unpublished or taken down",
         )
+    for version in model.versions:
+        if early_access or not version.in_early_access or version.id == locked:
+            return version
     return model.versions[0]
+
+
+def early_access_note(model: Model, chosen: Version) -> str | None:
+    """One line naming the newer versions of ``model`` in Early Access that
+    :func:`newest_version` passed over for ``chosen`` (``None`` if there are none).
+
+    >>> early = Version(id=2, name="v2", availability="EarlyAccess",
+    ...     early_access_ends_at="2099-01-01T00:00:00.000Z")
+    >>> v1 = Version(id=1, name="v1")
+    >>> early_access_note(Model(id=9, name="M", versions=(early, v1)), v1)
+    'v2 is in Early Access until 2099-01-01; took v1 (pass --early-access for v2)'
+    """
+    listed = [version.id for version in model.versions]
+    if chosen.id not in listed:
+        return None
+    newer = model.versions[: listed.index(chosen.id)]
+    passed = [version for version in newer if version.in_early_access]
+    if not passed:
+        return None
+    said = ", ".join(f"{version.name} is {version.early_access_label}" for version in passed)
+    return f"{said}; took {chosen.name} (pass --early-access for {passed[0].name})"
 
 
 def describe_file(file: File) -> str:

@@ -10,7 +10,7 @@ from civit.cli.app import App, command, pass_app
 from civit.cli.output import echo, echo_json, format_table, say
 from civit.errors import NotFoundError, ResponseError
 from civit.refs import Ref, parse_ref
-from civit.select import describe_file
+from civit.select import describe_file, newest_version
 
 # -- info ---------------------------------------------------------------------------
 
@@ -21,13 +21,13 @@ def _short_hashes(file: records.File) -> str:
     return "  ".join(shown)
 
 
-def _render_version(version: records.Version, *, newest: bool) -> list[str]:
+def _render_version(version: records.Version, *, marks: list[str]) -> list[str]:
     header = f"  {version.name}  #{version.id}"
     details = [d for d in (version.base_model, version.date) if d]
     if details:
         header += "  " + "  ".join(details)
-    if newest:
-        header += "  (newest)"
+    if marks:
+        header += f"  ({', '.join(marks)})"
     lines = [header]
     if not version.files:
         lines.append("      no downloadable files (archived or removed)")
@@ -46,10 +46,22 @@ def render_model(model: records.Model, *, only_version: int | None = None) -> st
     if model.archived:
         lines.append("ARCHIVED: this model's files are no longer downloadable")
     lines.append("versions (* = primary file):")
+    taken = newest_version(model).id if model.versions else None
     for index, version in enumerate(model.versions):
         if only_version is None or version.id == only_version:
-            lines.extend(_render_version(version, newest=index == 0))
+            lines.extend(_render_version(version, marks=_marks(version, index, taken)))
     return "\n".join(lines)
+
+
+def _marks(version: records.Version, index: int, taken: int | None) -> list[str]:
+    """What sets a version apart: the newest, in Early Access (until when), and the
+    newest one that can be downloaded now when that is another (what `civit get` takes)."""
+    marks = ["newest"] if index == 0 else []
+    if version.early_access_label:
+        marks.append(version.early_access_label)
+    if version.id == taken and index > 0:
+        marks.append("newest you can download now")
+    return marks
 
 
 def _model_for(client: Client, ref: Ref) -> tuple[records.Model, int | None]:

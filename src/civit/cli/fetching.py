@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -93,6 +93,13 @@ def choose_destination(
     help="Accept files whose Civitai pickle or virus scan is not Success.",
 )
 @click.option(
+    "--early-access",
+    is_flag=True,
+    help="For a model ref without a version, take its newest version even if it is in "
+    "Early Access (your account must have bought it); by default the newest one you can "
+    "download now.",
+)
+@click.option(
     "--info/--no-info",
     "write_info",
     default=None,
@@ -147,6 +154,7 @@ def get(
     preview_nsfw: str | None,
     overwrite: bool,
     allow_unscanned: bool,
+    early_access: bool,
     write_info: bool | None,
     from_images: bool,
     all_versions: bool,
@@ -158,6 +166,8 @@ def get(
 ) -> int:
     """Download models, verified against Civitai's hashes, into WebUI folders.
 
+    A model id without a version takes the newest version you can download now: a
+    newer one in Early Access is passed over (a note says so) unless --early-access.
     Resumes interrupted downloads (run the same command again), uses parallel
     connections for big files, and never leaves a corrupt or HTML file behind.
     A different file already at the target is kept (exit 1) unless it is civit's
@@ -235,6 +245,7 @@ def get(
                 all_files=all_files,
                 all_versions=all_versions,
                 full=extras.write_info,
+                early_access=early_access,
             )
         except CivitError as exc:
             chosen = exc
@@ -260,6 +271,7 @@ def get(
                 progress,
                 extras,
                 name=name,
+                notes=item.notes,
                 dry_run=dry_run,
             )
             exit_code = worst_exit_code((exit_code, outcome.exit_code))
@@ -323,9 +335,11 @@ def fetch_planned(
     extras: Extras,
     *,
     name: str | None = None,
+    notes: tuple[str, ...] = (),
     dry_run: bool,
 ) -> Fetched:
-    """Download one chosen file (or, with ``dry_run``, say where it would go)."""
+    """Download one chosen file (or, with ``dry_run``, say where it would go); ``notes``
+    say how its version was chosen and lead the result's notes."""
     label = _label(version)
     try:
         subfolder = subfolder_for(extras.subfolder, version, client=app.client)
@@ -340,15 +354,16 @@ def fetch_planned(
             )
             target = placement.path
             size = human_bytes(file.approx_bytes) if file.approx_bytes is not None else "size ?"
+            planned_notes = [*notes, *placement.notes]
             document = {
                 "file_id": file.id,
                 "path": str(target),
                 "status": "planned",
-                "notes": list(placement.notes),
+                "notes": planned_notes,
                 "error": None,
             }
             planned = f"would download {label}: {file.name} ({size}) -> {target}"
-            return Fetched(document, "\n".join([planned, *(f"  {n}" for n in placement.notes)]))
+            return Fetched(document, "\n".join([planned, *(f"  {n}" for n in planned_notes)]))
         result = download(
             file,
             client=app.client,
@@ -362,6 +377,7 @@ def fetch_planned(
             result = write_download_sidecars(
                 result, version, client=app.client, preview_nsfw=extras.preview_nsfw
             )
+        result = replace(result, notes=(*notes, *result.notes))
     except CivitError as exc:
         document = {"file_id": file.id, "error": exc.as_json()}
         return Fetched(document, f"civit: error: {label}: {exc}", exc.exit_code)

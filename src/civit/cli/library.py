@@ -87,10 +87,7 @@ OUTDATED_LABELS = {
 
 
 def _version_label(version: Version) -> str:
-    details = [f"#{version.id}", version.date, version.base_model]
-    if version.in_early_access:
-        until = version.early_access_ends_at
-        details.append(f"in Early Access until {until[:10]}" if until else "in Early Access")
+    details = [f"#{version.id}", version.date, version.base_model, version.early_access_label]
     return f"{version.name} ({', '.join(d for d in details if d)})"
 
 
