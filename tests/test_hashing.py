@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import gc
 import hashlib
 import itertools
@@ -261,10 +260,6 @@ def test_lanes_keep_sha256_alone_on_two_cores() -> None:
     ]
     assert len(hashing._plan_lanes(["sha256", "blake3", "crc32", "autov3"], 8)) == 4
     assert hashing._plan_lanes(["sha256", "blake3"], 1) == [("sha256", "blake3")]
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(hashing).failed == 0
 
 
 # --------------------------------------------------------------------------- hash_file
