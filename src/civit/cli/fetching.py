@@ -476,6 +476,3 @@ def describe_result(result: DownloadResult) -> str:
         notes.insert(0, "  with " + ", ".join(path.name for path in result.sidecars))
     warnings = [f"civit: warning: {warning}" for warning in result.warnings]
     return "\n".join([line, *notes, *warnings])
-
-
-# -- manifests ----------------------------------------------------------------------

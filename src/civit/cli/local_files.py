@@ -266,6 +266,3 @@ def verify_command(
         summary += f"{', ' if summary else ''}{counts['error']} unreadable"
     say(f"{count_files(len(results))}: {summary or 'nothing checked'}")
     return exit_code
-
-
-# -- config -------------------------------------------------------------------------

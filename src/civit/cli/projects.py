@@ -320,6 +320,3 @@ def install_command(
         f"({outcome.seconds:.2f} s)" + (f"; exit {outcome.exit_code}" if failed else "")
     )
     return outcome.exit_code
-
-
-# -- hashing and identification -----------------------------------------------------
