@@ -30,7 +30,7 @@ import sys
 import threading
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +47,7 @@ __all__ = [
     "NOT_MODEL_FOLDERS",
     "Digester",
     "FileDigests",
+    "FilesProgress",
     "ProgressCallback",
     "digest_bytes",
     "hash_file",
@@ -484,28 +485,47 @@ def hash_files(
     """
     wanted = parse_algorithms(algorithms)
     files = [Path(path) for path in paths]
-    total = sum(_size_or_zero(path) for path in files) if progress is not None else 0
+    counter = FilesProgress(progress, files)
 
     def each() -> Iterator[FileDigests]:
-        finished = 0
-
-        def report(done: int, _total: int | None) -> None:
-            assert progress is not None
-            progress(finished + done, total)
-
         with opened_cache(cache) as opened:
             for path in files:
                 try:
-                    found = _hash_one(
-                        path, wanted, opened, report if progress else None, block_size
-                    )
+                    found = _hash_one(path, wanted, opened, counter.update, block_size)
                 except CivitError as exc:
-                    yield FileDigests(path, error=exc)
-                    continue
-                finished += found.size or 0
+                    found = FileDigests(path, error=exc)
+                counter.next_file()
                 yield found
 
     return each()
+
+
+class FilesProgress:
+    """One ``progress(done, total)`` over files hashed one after another.
+
+    Give :meth:`update` to :func:`hash_file` as its ``progress`` and call
+    :meth:`next_file` after each file: ``done`` is the bytes of the files before plus
+    this file's, ``total`` their sizes when counting began (a cache hit counts whole).
+    A file that fails keeps the bytes it reported, so ``done`` never goes back.
+    """
+
+    def __init__(self, callback: ProgressCallback | None, files: Sequence[Path]) -> None:
+        """Count for ``callback`` (``None``: count nothing) over ``files``."""
+        self.callback = callback
+        self.finished = 0
+        self.current = 0
+        self.total = sum(_size_or_zero(path) for path in files) if callback is not None else 0
+
+    def update(self, done: int, _file_total: int | None) -> None:
+        """The progress of the current file, as :func:`hash_file` reports it."""
+        if self.callback is not None:
+            self.current = done
+            self.callback(self.finished + done, self.total)
+
+    def next_file(self) -> None:
+        """The current file is done (hashed, answered by the cache, or failed)."""
+        self.finished += self.current
+        self.current = 0
 
 
 def _size_or_zero(path: Path) -> int:

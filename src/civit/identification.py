@@ -44,7 +44,13 @@ from typing import Literal
 from civit.api import Client, using_client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
-from civit.hashing import ProgressCallback, hash_file, iter_model_files
+from civit.hashing import (
+    FilesProgress,
+    ProgressCallback,
+    hash_file,
+    hash_files,
+    iter_model_files,
+)
 from civit.layouts import Detection, find_layout_above
 from civit.lockfile import FIX_LOCK, load_lock
 from civit.records import Hashes, HashMatch, Model, Version
@@ -91,33 +97,6 @@ def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
             sorted(p for p in folder.rglob("*") if expected_from_store_path(p) and p.is_file())
         )
     return list(dict.fromkeys(found))
-
-
-class _Bytes:
-    """Turns hash_file's ``(done, total)`` of one file into ``(done, total)`` over a
-    whole job (cache hits count whole)."""
-
-    def __init__(self, callback: ProgressCallback | None, files: Sequence[Path]) -> None:
-        self.callback = callback
-        self.finished = 0
-        self.current = 0
-        self.total = sum(_size(path) for path in files) if callback is not None else 0
-
-    def update(self, done: int, _file_total: int | None) -> None:
-        if self.callback is not None:
-            self.current = done
-            self.callback(self.finished + done, self.total)
-
-    def next_file(self) -> None:
-        self.finished += self.current
-        self.current = 0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 # -- identify ----------------------------------------------------------------------
@@ -252,16 +231,10 @@ def _identify(
     progress: ProgressCallback | None,
     details: bool = True,
 ) -> list[Identification]:
-    counter = _Bytes(progress, files)
-    hashed: list[tuple[Path, str | CivitError]] = []
-    for path in files:
-        try:
-            digests = hash_file(path, ("sha256",), cache=cache, progress=counter.update)
-        except CivitError as exc:
-            hashed.append((path, exc))
-        else:
-            hashed.append((path, digests["sha256"]))
-        counter.next_file()
+    hashed: list[tuple[Path, str | CivitError]] = [
+        (found.path, found.error if found.error is not None else found.digests["sha256"])
+        for found in hash_files(files, ("sha256",), cache=cache, progress=progress)
+    ]
     recorded: dict[Path, Version] = {}
     for path, digest in hashed:
         version = sidecar_version(path) if isinstance(digest, str) else None
@@ -518,7 +491,7 @@ def verify_files(
     else:
         raise UsageError("nothing to verify: give files or folders, or a lock")
     by_target = {path.resolve(): expected for path, expected in locked.items()}
-    counter = _Bytes(progress, files)
+    counter = FilesProgress(progress, files)
     results: dict[Path, FileCheck] = {}
     unexplained: dict[Path, dict[str, str]] = {}
     # Sidecar mismatches: damage, or a sidecar left from another file (Civitai decides).
