@@ -538,7 +538,7 @@ def _size_or_zero(path: Path) -> int:
 def _hash_one(
     path: Path,
     wanted: tuple[str, ...],
-    cache: HashCache | None,
+    cache: HashCache,
     progress: ProgressCallback | None,
     block_size: int,
 ) -> FileDigests:
@@ -548,7 +548,7 @@ def _hash_one(
             # The cache key describes the file actually read, not whatever the path
             # names by the time hashing ends.
             before = os.fstat(stream.fileno())
-            cached = cache.lookup(before, wanted) if cache is not None else None
+            cached = cache.lookup(before, wanted)
             if cached is not None:
                 if progress is not None:
                     progress(before.st_size, before.st_size)
@@ -565,7 +565,7 @@ def _hash_one(
         reason = "it is a folder" if path.is_dir() else exc.strerror or str(exc)
         raise CivitError(f"cannot read {path}: {reason}") from exc
     unchanged = size == before.st_size and cache_key(before) == cache_key(after)
-    if cache is not None and unchanged:
+    if unchanged:
         cache.store(after, {name: digests.get(name, NOT_APPLICABLE) for name in wanted})
     return FileDigests(path, digests, size)
 
