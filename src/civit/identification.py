@@ -35,11 +35,11 @@ callback.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from civit.api import Client, using_client
 from civit.errors import CivitError, IntegrityError, ManifestError, NotFoundError, UsageError
@@ -60,6 +60,7 @@ from civit.store import expected_from_store_path
 __all__ = [
     "FileCheck",
     "Identification",
+    "fetch_records",
     "identify",
     "identify_files",
     "model_files",
@@ -76,6 +77,7 @@ PathLike = str | os.PathLike[str]
 IdentifyStatus = Literal["known", "unknown", "error"]
 CheckStatus = Literal["ok", "mismatch", "unknown", "error"]
 CheckSource = Literal["lock", "store", "civitai", "sidecar"]
+_Record = TypeVar("_Record")
 
 
 def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
@@ -247,7 +249,7 @@ def _identify(
         with using_client(client) as api:
             matches = _look_up(api, sha256s)
             wanted = dict.fromkeys(match.version_id for match in matches.values())
-            versions = _fetch_versions(api, list(wanted)) if details else {}
+            versions = fetch_records(api.get_version, list(wanted)) if details else {}
     results = []
     for path, digest in hashed:
         if isinstance(digest, CivitError):
@@ -330,22 +332,36 @@ def _look_up(client: Client, sha256s: Sequence[str]) -> dict[str, HashMatch]:
     return found
 
 
-def _fetch_versions(client: Client, version_ids: Sequence[int]) -> dict[int, Version | None]:
-    """The records of these versions, :data:`MAX_LOOKUPS` at a time."""
-    if not version_ids:
+def fetch_records(
+    look_up: Callable[[int], _Record], record_ids: Sequence[int]
+) -> dict[int, _Record | None]:
+    """``look_up`` of each id (a version, a model), :data:`MAX_LOOKUPS` at a time.
+
+    Args:
+        look_up: the client method, e.g. ``client.get_version``.
+        record_ids: the ids, each once.
+
+    Returns:
+        ``{id: record}``, ``None`` for a record Civitai no longer has (deleted since
+        the hash lookup or the lock named it).
+
+    Raises:
+        NetworkError / RateLimitError / ResponseError: a lookup failed.
+    """
+    if not record_ids:
         return {}
 
-    def lookup(version_id: int) -> Version | None:
+    def tolerant(record_id: int) -> _Record | None:
         try:
-            return client.get_version(version_id)
-        except NotFoundError:  # deleted since the hash lookup: still known, no details
+            return look_up(record_id)
+        except NotFoundError:
             return None
 
     pool = ThreadPoolExecutor(
-        max_workers=min(MAX_LOOKUPS, len(version_ids)), thread_name_prefix="civit-identify"
+        max_workers=min(MAX_LOOKUPS, len(record_ids)), thread_name_prefix="civit-lookup"
     )
     try:
-        return dict(zip(version_ids, pool.map(lookup, version_ids), strict=True))
+        return dict(zip(record_ids, pool.map(tolerant, record_ids), strict=True))
     finally:
         # After a failure, lookups not yet started are pointless.
         pool.shutdown(cancel_futures=True)

@@ -39,30 +39,26 @@ Nothing here prints; progress is a ``(done, total)`` byte callback while hashing
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 from civit.api import Client, using_client
-from civit.errors import ManifestError, NotFoundError
+from civit.errors import ManifestError
 from civit.hashcache import CacheOption
 from civit.hashing import ProgressCallback
-from civit.identification import identify_files
+from civit.identification import fetch_records, identify_files
 from civit.lockfile import FIX_LOCK, load_lock
 from civit.records import File, Model, Version
 
 __all__ = [
     "FAMILIES",
-    "MAX_LOOKUPS",
     "UpdateCheck",
     "base_model_family",
     "outdated",
     "same_variant",
 ]
-
-MAX_LOOKUPS = 4
 
 #: Civitai ``baseModel`` (lower-case) -> its family, where several bases share one.
 #: Anything else is its own family (see the module docstring). The groups follow
@@ -98,7 +94,6 @@ FAMILIES: Mapping[str, str] = {
 UpdateStatus = Literal["outdated", "current", "ignored", "unknown", "error"]
 PathLike = str | os.PathLike[str]
 
-_Record = TypeVar("_Record")
 _MODEL_FILE_TYPES = frozenset({"model", "pruned model"})
 _VARIANT_TRAITS = ("format", "fp", "size")
 
@@ -280,7 +275,7 @@ def outdated(
             ]
         installed = _with_model_ids(api, installed)
         wanted = {item.model_id for item in installed if item.model_id is not None}
-        models = _fetch_models(api, sorted(wanted - ignored))
+        models = fetch_records(api.get_model, sorted(wanted - ignored))
     return [_check(item, models, ignored) for item in installed]
 
 
@@ -305,10 +300,9 @@ def _with_model_ids(client: Client, installed: list[_Installed]) -> list[_Instal
     missing = sorted(
         {i.version_id for i in installed if i.model_id is None and i.version_id is not None}
     )
-    versions = _map(_or_none(client.get_version), missing)
     owners = {
         version_id: version.model_id if version else None
-        for version_id, version in zip(missing, versions, strict=True)
+        for version_id, version in fetch_records(client.get_version, missing).items()
     }
     return [
         _Installed(
@@ -324,36 +318,6 @@ def _with_model_ids(client: Client, installed: list[_Installed]) -> list[_Instal
         else item
         for item in installed
     ]
-
-
-def _fetch_models(client: Client, model_ids: Sequence[int]) -> dict[int, Model | None]:
-    """The model records (every version with its files), ``None`` for removed models."""
-    return dict(zip(model_ids, _map(_or_none(client.get_model), model_ids), strict=True))
-
-
-def _or_none(look_up: Callable[[int], _Record]) -> Callable[[int], _Record | None]:
-    """``look_up``, answering ``None`` for what Civitai no longer has."""
-
-    def tolerant(record_id: int) -> _Record | None:
-        try:
-            return look_up(record_id)
-        except NotFoundError:
-            return None
-
-    return tolerant
-
-
-def _map(function: Callable[[int], _Record], ids: Sequence[int]) -> list[_Record]:
-    """``function`` over ``ids``, :data:`MAX_LOOKUPS` at a time."""
-    if not ids:
-        return []
-    pool = ThreadPoolExecutor(
-        max_workers=min(MAX_LOOKUPS, len(ids)), thread_name_prefix="civit-updates"
-    )
-    try:
-        return list(pool.map(function, ids))
-    finally:
-        pool.shutdown(cancel_futures=True)  # after a failure the rest is pointless
 
 
 def _check(
