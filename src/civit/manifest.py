@@ -63,7 +63,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,20 @@ def _count(table: Mapping[str, Any], key: str, where: _Where, maximum: int) -> i
     return value
 
 
+def _checked_text(
+    table: Mapping[str, Any], key: str, where: _Where, check: Callable[[str], object]
+) -> str | None:
+    """:func:`_text`, then ``check`` (a validator that raises :class:`UsageError`) on
+    the value; its error is re-raised naming the file, line and table."""
+    value = _text(table, key, where)
+    if value is not None:
+        try:
+            check(value)
+        except UsageError as exc:
+            raise where.error(exc.message, hint=exc.hint) from exc
+    return value
+
+
 def _flag(table: Mapping[str, Any], key: str, where: _Where) -> bool:
     value = table.get(key, False)
     if not isinstance(value, bool):
@@ -325,12 +339,7 @@ def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> Manif
     layout = _text(table, "layout", where)
     if layout is not None and layout not in ("auto", *LAYOUTS):
         raise where.error(f"unknown layout {layout!r}", hint=f"use auto|{'|'.join(LAYOUTS)}")
-    mirror = _text(table, "mirror", where)
-    if mirror is not None:
-        try:
-            check_mirror(mirror)
-        except UsageError as exc:
-            raise where.error(exc.message, hint=exc.hint) from exc
+    mirror = _checked_text(table, "mirror", where, check_mirror)
     folder = path.parent
     return ManifestSettings(
         root=_path(folder, _text(table, "root", where), "root", where),
@@ -342,30 +351,10 @@ def _parse_settings(document: Mapping[str, Any], path: Path, text: str) -> Manif
         mirror=mirror,
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
-        subfolder=_subfolder(table, where),
+        subfolder=_checked_text(table, "subfolder", where, check_subfolder),
         info=_flag(table, "info", where),
-        preview_nsfw=_preview_nsfw(table, where),
+        preview_nsfw=_checked_text(table, "preview_nsfw", where, preview_level),
     )
-
-
-def _subfolder(table: Mapping[str, Any], where: _Where) -> str | None:
-    template = _text(table, "subfolder", where)
-    if template is not None:
-        try:
-            check_subfolder(template)
-        except UsageError as exc:
-            raise where.error(exc.message, hint=exc.hint) from exc
-    return template
-
-
-def _preview_nsfw(table: Mapping[str, Any], where: _Where) -> str | None:
-    value = _text(table, "preview_nsfw", where)
-    if value is not None:
-        try:
-            preview_level(value)
-        except UsageError as exc:
-            raise where.error(exc.message, hint=exc.hint) from exc
-    return value
 
 
 def _parse_entry(
@@ -408,7 +397,7 @@ def _parse_entry(
         size=size,
         dest=_path(settings.root or path.parent, _text(table, "dest", where), "dest", where),
         name=name,
-        subfolder=_subfolder(table, where),
+        subfolder=_checked_text(table, "subfolder", where, check_subfolder),
         overwrite=_flag(table, "overwrite", where),
         allow_unscanned=_flag(table, "allow_unscanned", where),
         file_id=file_id,
