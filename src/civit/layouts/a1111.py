@@ -295,12 +295,10 @@ def _folders(root: Path, webui: WebUI) -> RootFolders:
         ),
         Folder(data.path / "models", data.source),
     )
-    result: dict[str, Folder] = {}
-    for row, relative in webui.table.items():
-        if relative.startswith("models/"):
-            result[row] = Folder(models.path / relative.removeprefix("models/"), models.source)
-        else:
-            result[row] = Folder(data.path / relative, data.source)
+    result = {
+        row: Folder(data.path / relative, data.source) for row, relative in webui.table.items()
+    }
+    result.update(webui.moved_folders("models/", models))
     result["TextualInversion"] = _embeddings_folder(data, models)
     if webui is FORGE and PREPROCESSOR_OPTION in options:
         value = options[PREPROCESSOR_OPTION]

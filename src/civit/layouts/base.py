@@ -165,6 +165,15 @@ class WebUI:
         """The table joined to ``root``, every row a default :class:`Folder`."""
         return {row: Folder(root / relative) for row, relative in self.table.items()}
 
+    def moved_folders(self, prefix: str, moved: Folder) -> dict[str, Folder]:
+        """The rows whose default folder lies under ``prefix`` (``models/``), moved below
+        ``moved``: a models folder the user configured (``--models-dir``...)."""
+        return {
+            row: Folder(moved.path / relative.removeprefix(prefix), moved.source)
+            for row, relative in self.table.items()
+            if relative.startswith(prefix)
+        }
+
     def root_folders(
         self, root: Path, configured: Mapping[str, Folder], problems: Sequence[str] = ()
     ) -> RootFolders:

@@ -102,8 +102,7 @@ def folders(root: Path) -> RootFolders:
     if isinstance(models_value, str) and models_value.strip():
         moved = setting_folder(root, models_value, "config.json models_dir")
         models = moved.path
-        for row, relative in TABLE.items():
-            configured[row] = Folder(models / relative.removeprefix("models/"), moved.source)
+        configured.update(SDNEXT.moved_folders("models/", moved))
     for key, rows in SETTINGS.items():
         value = config.get(key)
         if isinstance(value, str) and value.strip():

@@ -88,10 +88,7 @@ def folders(root: Path) -> RootFolders:
     configured: dict[str, Folder] = {}
     if isinstance(override, str) and override.strip():
         models = setting_folder(root, override, "settings.json ModelDirectoryOverride")
-        configured = {
-            row: Folder(models.path / relative.removeprefix("Models/"), models.source)
-            for row, relative in TABLE.items()
-        }
+        configured = STABILITYMATRIX.moved_folders("Models/", models)
     return STABILITYMATRIX.root_folders(root, configured, problems)
 
 

@@ -151,11 +151,7 @@ def folders(root: Path) -> RootFolders:
         except ValueError:
             chosen = 0
         model_root = setting_folder(root, roots[chosen], f"{SETTINGS_FILE} ModelRoot")
-        for row, relative in TABLE.items():
-            if relative.startswith("Models/"):
-                configured[row] = Folder(
-                    model_root.path / relative.removeprefix("Models/"), model_root.source
-                )
+        configured.update(SWARMUI.moved_folders("Models/", model_root))
     for key, rows in SETTINGS.items():
         first = next((e.strip() for e in paths.get(key, "").split(";") if e.strip()), None)
         if first is not None:
