@@ -38,6 +38,7 @@ __all__ = [
     "read_config_text",
     "read_json_config",
     "setting_folder",
+    "setting_path",
 ]
 
 LayoutName = Literal[
@@ -203,6 +204,13 @@ def has_exact(root: Path, relative: str) -> bool:
     return current.is_dir() if relative.endswith("/") else current.is_file()
 
 
+def setting_path(base: Path, value: str) -> Path:
+    """A path from a WebUI's config file: variables and ``~`` expanded, a relative one
+    taken from ``base`` (what the WebUI resolves relative paths against)."""
+    path = Path(os.path.expandvars(value.strip())).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 def setting_folder(base: Path, value: str, source: str) -> Folder:
     """A configured folder: ``~`` expanded, relative values taken from ``base``.
 
@@ -211,8 +219,7 @@ def setting_folder(base: Path, value: str, source: str) -> Folder:
         value: the configured path.
         source: where it was configured, for messages.
     """
-    path = Path(os.path.expandvars(value.strip())).expanduser()
-    return Folder(path if path.is_absolute() else base / path, source)
+    return Folder(setting_path(base, value), source)
 
 
 def read_config_text(path: Path) -> str | None:

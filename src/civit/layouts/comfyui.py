@@ -24,6 +24,7 @@ from civit.layouts.base import (
     WebUI,
     has_exact,
     read_config_text,
+    setting_path,
 )
 
 __all__ = ["COMFYUI", "parse_extra_model_paths"]
@@ -138,7 +139,7 @@ def folders(root: Path) -> RootFolders:
         if group.get("is_default") is not True:
             continue
         base = group.get("base_path")
-        base_path = _expand(base, config.parent) if isinstance(base, str) else None
+        base_path = setting_path(config.parent, base) if isinstance(base, str) else None
         for key, value in group.items():
             rows = FOLDER_NAMES.get(key)
             if rows is None or not isinstance(value, str):
@@ -149,16 +150,11 @@ def folders(root: Path) -> RootFolders:
             if not lines:
                 continue
             line = lines[-1]
-            path = (base_path / line) if base_path is not None else _expand(line, config.parent)
+            path = base_path / line if base_path is not None else setting_path(config.parent, line)
             folder = Folder(Path(os.path.normpath(path)), f"{CONFIG_NAME} {name}: {key}")
             for row in rows:
                 configured[row] = folder
     return COMFYUI.root_folders(root, configured)
-
-
-def _expand(value: str, relative_to: Path) -> Path:
-    path = Path(os.path.expandvars(value.strip())).expanduser()
-    return path if path.is_absolute() else relative_to / path
 
 
 _KEY = re.compile(r"^(?P<indent>[ ]*)(?P<key>[^\s#:][^:#]*?)\s*:(?:\s+(?P<value>.*?))?\s*$")
