@@ -63,6 +63,21 @@ def test_all_versions_keeps_same_named_files_apart(
     assert again.code == 0 and again.err.count("already present") == 3
 
 
+def test_all_versions_with_sidecars_fetch_the_model_record_once(
+    civit_cli, fake: FakeCivitai, tmp_path: Path
+) -> None:
+    root = tmp_path / "webui"  # A1111: the card wants the model record too
+    root.mkdir()
+    (root / "webui.py").write_text("")
+    fake.clear_log()
+    run = civit_cli(
+        "get", "420000", "--all-versions", "--info", "--subfolder", "{creator}", "--root", root
+    )
+    assert run.code == 0, run.err
+    assert len(list((root / "models/Lora/reuser").glob("*.json"))) == 3  # the cards
+    assert [r.path for r in fake.requests].count("/api/v1/models/420000") == 1
+
+
 def test_same_named_files_of_several_refs_do_not_replace_one_another(
     civit_cli, fake: FakeCivitai, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,6 +67,22 @@ def test_a1111_gets_info_card_and_a_pg13_preview(client: Client, tmp_path: Path)
     assert not (folder / "add-detail-xl.safetensors.civitai.info").exists()
 
 
+def test_get_fetches_the_model_record_once(
+    client: Client, fake: FakeCivitai, tmp_path: Path
+) -> None:
+    # Choosing the newest version, the {creator} subfolder and the A1111 card all
+    # want model 328553's record: one request serves them.
+    root = webui(tmp_path, *A1111)
+    fake.clear_log()
+    result = get(
+        "328553", client=client, root=root, write_info=True, subfolder="{creator}", **FAST_ENGINE
+    )
+    assert result.path.parent == root / "models/Lora" / fake.model(328553).creator
+    assert result.path.with_name("add-detail-xl.json") in result.sidecars
+    fetched = [r.path for r in fake.requests if r.path == "/api/v1/models/328553"]
+    assert len(fetched) == 1
+
+
 def test_preview_level_and_none(client: Client, tmp_path: Path) -> None:
     explicit = get(
         "328553",

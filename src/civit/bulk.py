@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from civit.api import Client
 from civit.errors import NotDownloadableError, ResponseError
-from civit.records import File, Version, with_variants
+from civit.records import File, Model, Version, with_variants
 from civit.refs import Ref, parse_ref
 from civit.select import early_access_note, select_file, select_files
 
@@ -45,12 +45,15 @@ class PlannedFile:
         reason: why ``file`` is ``None``.
         notes: how the version was chosen, a line each (a newer one in Early Access
             passed over).
+        model: the model record, when choosing fetched it (a model ref, all versions),
+            so that sidecars and a ``{creator}`` subfolder need not fetch it again.
     """
 
     version: Version
     file: File | None = None
     reason: str | None = None
     notes: tuple[str, ...] = ()
+    model: Model | None = None
 
 
 def choose_files(
@@ -98,6 +101,7 @@ def choose_files(
     }
     if not all_versions:
         notes: tuple[str, ...] = ()
+        model: Model | None = None
         if parsed.model_id is not None and parsed.version_id is None:  # a model ref
             model, version = client.get_newest_version(
                 parsed.model_id, full=full, early_access=early_access
@@ -108,7 +112,7 @@ def choose_files(
             version = client.get_version_for(parsed, full=full)
         exact = _exact_file(version, parsed) if not (type or format or fp or size) else None
         files = _pick(version, selection, all_files=all_files, file_id=exact)
-        return [PlannedFile(version, file, notes=notes) for file in files]
+        return [PlannedFile(version, file, notes=notes, model=model) for file in files]
     model_id = parsed.model_id
     if model_id is None or parsed.hash is not None:
         found = client.get_version_for(parsed)
@@ -116,14 +120,16 @@ def choose_files(
         if model_id is None:
             raise ResponseError(f"Civitai did not say which model version {found.id} belongs to")
     planned: list[PlannedFile] = []
-    for listed in client.get_model(model_id).versions:
+    model = client.get_model(model_id)
+    for listed in model.versions:
         version = client.get_version(listed.id) if full else listed
         try:
             files = _pick(version, selection, all_files=all_files, file_id=None)
         except NotDownloadableError:
-            planned.append(PlannedFile(version, reason=_nothing_in(version, selection)))
+            reason = _nothing_in(version, selection)
+            planned.append(PlannedFile(version, reason=reason, model=model))
             continue
-        planned.extend(PlannedFile(version, file) for file in files)
+        planned.extend(PlannedFile(version, file, model=model) for file in files)
     if not any(item.file for item in planned):
         reasons = "; ".join(f"{item.version.name}: {item.reason}" for item in planned)
         raise NotDownloadableError(

@@ -38,7 +38,7 @@ from civit.layouts import (
 )
 from civit.ownership import GET_CHOICES, check_replaceable, describe_wanted
 from civit.partfile import interrupted
-from civit.records import File, Version
+from civit.records import File, Model, Version
 from civit.refs import Ref, parse_ref
 from civit.select import check_scans, code_warning
 from civit.sidecars import write_for_layout
@@ -259,16 +259,18 @@ def name_warning(name: str | None, file: File) -> str | None:
 
 
 def subfolder_for(
-    template: str | None, version: Version, *, client: Client
+    template: str | None, version: Version, *, client: Client, model: Model | None = None
 ) -> PurePosixPath | None:
     """Fill a ``--subfolder`` template for a file of ``version``.
 
-    ``{creator}`` needs the model record (one API call, only when it is used).
+    ``{creator}`` needs the model record (one API call, only when it is used and
+    ``model`` is not that record already).
 
     Args:
         template: e.g. ``{base_model}``; ``None`` or empty for no subfolder.
         version: the version the file belongs to.
         client: fetches the model record for ``{creator}``.
+        model: the version's model record, if at hand.
 
     Returns:
         The relative folder, or ``None``.
@@ -280,7 +282,9 @@ def subfolder_for(
         return None
     creator = None
     if "{creator}" in template and version.model_id is not None:
-        creator = client.get_model(version.model_id).creator
+        if model is None or model.id != version.model_id:
+            model = client.get_model(version.model_id)
+        creator = model.creator
     values = {
         "base_model": version.base_model,
         "creator": creator,
@@ -296,13 +300,14 @@ def write_download_sidecars(
     *,
     client: Client | None = None,
     preview_nsfw: str | int | None = "pg13",
+    model: Model | None = None,
 ) -> DownloadResult:
     """Write the sidecars the result's WebUI reads beside it (see
     :func:`civit.sidecars.write_sidecars`): ``.civitai.info``, the layout's card
     metadata, a preview.
 
-    The model record is fetched for layouts whose card needs it; if that fails, the
-    card is skipped with a note and the rest is written.
+    The model record is fetched for layouts whose card needs it (unless ``model`` is
+    it); if that fails, the card is skipped with a note and the rest is written.
 
     Args:
         result: a download's result (its ``layout`` picks the card).
@@ -311,6 +316,7 @@ def write_download_sidecars(
             the image host); one is made from the environment and config (and closed)
             when omitted.
         preview_nsfw: the highest image level for a preview, or ``none``.
+        model: the version's model record, if at hand.
 
     Returns:
         ``result`` with ``sidecars`` set and the sidecars' notes added.
@@ -326,6 +332,7 @@ def write_download_sidecars(
             client=api,
             sha256=result.sha256,
             preview_nsfw=preview_nsfw,
+            models={model.id: model} if model is not None else None,
         )
     return replace(result, sidecars=written.written, notes=(*result.notes, *written.notes))
 
@@ -679,7 +686,7 @@ def get(
             layout=layout,
             dest=dest,
             name=name,
-            subfolder=subfolder_for(subfolder, version, client=api),
+            subfolder=subfolder_for(subfolder, version, client=api, model=planned.model),
             client=api,
             connections=connections,
             verify=verify,
@@ -695,5 +702,7 @@ def get(
             on_lock_wait=on_lock_wait,
         )
         if write_info:
-            result = write_download_sidecars(result, version, client=api, preview_nsfw=preview_nsfw)
+            result = write_download_sidecars(
+                result, version, client=api, preview_nsfw=preview_nsfw, model=planned.model
+            )
     return replace(result, notes=(*planned.notes, *result.notes))

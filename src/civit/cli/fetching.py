@@ -27,7 +27,7 @@ from civit.errors import CivitError, NotFoundError, UsageError, worst_exit_code
 from civit.fsutil import human_bytes
 from civit.image_resources import ImageResource, resources_from_image
 from civit.layouts import LAYOUTS, LayoutChoice, check_subfolder, detect_layout, resolve_layout
-from civit.records import File, Version, preview_level
+from civit.records import File, Model, Version, preview_level
 from civit.refs import parse_ref, redact_ref
 
 
@@ -272,6 +272,7 @@ def get(
                 extras,
                 name=name,
                 notes=item.notes,
+                model=item.model,
                 dry_run=dry_run,
             )
             exit_code = worst_exit_code((exit_code, outcome.exit_code))
@@ -336,13 +337,15 @@ def fetch_planned(
     *,
     name: str | None = None,
     notes: tuple[str, ...] = (),
+    model: Model | None = None,
     dry_run: bool,
 ) -> Fetched:
     """Download one chosen file (or, with ``dry_run``, say where it would go); ``notes``
-    say how its version was chosen and lead the result's notes."""
+    say how its version was chosen and lead the result's notes; ``model`` is the
+    version's model record when choosing fetched it (not fetched again)."""
     label = _label(version)
     try:
-        subfolder = subfolder_for(extras.subfolder, version, client=app.client)
+        subfolder = subfolder_for(extras.subfolder, version, client=app.client, model=model)
         if dry_run:
             placement = plan_target(
                 file,
@@ -375,7 +378,7 @@ def fetch_planned(
         )
         if extras.write_info:
             result = write_download_sidecars(
-                result, version, client=app.client, preview_nsfw=extras.preview_nsfw
+                result, version, client=app.client, preview_nsfw=extras.preview_nsfw, model=model
             )
         result = replace(result, notes=(*notes, *result.notes))
     except CivitError as exc:
