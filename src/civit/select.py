@@ -116,10 +116,7 @@ def explain_selection(
     """
     primary = version.primary_file
     if primary is None:
-        raise NotDownloadableError(
-            f"{_version_label(version)} has no downloadable files (archived or removed)",
-            hint="pick another version, or check the model page on civitai.com",
-        )
+        raise _no_files(version)
     if file_id is not None:
         for file in version.files:
             if file.id == file_id:
@@ -166,10 +163,7 @@ def select_files(
     """
     wanted = _filters(type=type, format=format, fp=fp, size=size)
     if not version.files:
-        raise NotDownloadableError(
-            f"{_version_label(version)} has no downloadable files (archived or removed)",
-            hint="pick another version, or check the model page on civitai.com",
-        )
+        raise _no_files(version)
     files = [
         f
         for f in version.files
@@ -291,6 +285,13 @@ def _version_label(version: Version) -> str:
     if version.model_name:
         return f"{version.model_name} {version.name}"
     return f"version {version.id} ({version.name})"
+
+
+def _no_files(version: Version) -> NotDownloadableError:
+    return NotDownloadableError(
+        f"{_version_label(version)} has no downloadable files (archived or removed)",
+        hint="pick another version, or check the model page on civitai.com",
+    )
 
 
 def _no_match(version: Version, what: str) -> NotDownloadableError:
