@@ -128,3 +128,10 @@ def test_civit_hash_stays_light(tmp_path: Path) -> None:
         loaded = modules_loaded_by(command, env)
         assert civit_modules(loaded) <= HASH_PATH, (run, civit_modules(loaded) - HASH_PATH)
         assert not loaded & HEAVY, run
+
+
+def test_the_api_client_does_not_load_the_webui_tables() -> None:
+    """``civit info`` and ``civit search`` read settings and ask the API; the layouts
+    package (every WebUI's tables) is for commands that place files."""
+    loaded = modules_loaded_by("import civit.api, civit.cli.browse")
+    assert not {name for name in loaded if name.startswith("civit.layouts")}

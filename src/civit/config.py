@@ -42,7 +42,6 @@ import platformdirs
 
 from civit.errors import UsageError, redact_url
 from civit.fsutil import read_regular_file
-from civit.layouts import check_subfolder
 from civit.paths import WINDOWS_PATH_HINT, expand_path, path_setting
 from civit.records import preview_level
 
@@ -163,6 +162,15 @@ def _flag(value: object) -> bool:
     raise ValueError(f"not a yes/no value: {value!r}")
 
 
+def _subfolder(value: object) -> str | None:
+    """A ``subfolder`` template, checked by :func:`civit.layouts.check_subfolder`, imported
+    on first use: the layouts package loads every WebUI's tables, and the commands that
+    read settings without placing files (``info``, ``search``) should not pay for that."""
+    from civit.layouts import check_subfolder
+
+    return check_subfolder(str(value)) or None
+
+
 def _preview_nsfw(value: object) -> str:
     preview_level(value if isinstance(value, (str, int)) else str(value))
     return str(value).strip().lower()
@@ -183,7 +191,7 @@ _CONVERTERS: dict[str, Any] = {
     "allow_unscanned": _flag,
     "info": _flag,
     "preview_nsfw": _preview_nsfw,
-    "subfolder": lambda v: check_subfolder(str(v)) or None,
+    "subfolder": _subfolder,
     "outdated_ignore": tuple,  # from the [outdated] table (see _read_file)
     "proxy": lambda v: str(v).strip() or None,
 }
