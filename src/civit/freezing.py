@@ -41,7 +41,7 @@ import tomli_w
 
 from civit.api import Client
 from civit.errors import CivitError, ScanRefusedError, UsageError, worst_exit_code
-from civit.fsutil import atomic_write
+from civit.fsutil import atomic_write_if_changed
 from civit.hashcache import CacheOption, opened_cache
 from civit.hashing import ProgressCallback, linked_folders
 from civit.identification import Identification, identify_files
@@ -215,7 +215,7 @@ def freeze(
                 ignore=kept_ignore,
                 info=info,
             )
-            manifest_written = _write_if_changed(manifest_path, text)
+            manifest_written = atomic_write_if_changed(manifest_path, text.encode("utf-8"))
             parsed = load_manifest(manifest_path)
             lock_path = lock_path_for(manifest_path)
             locked = resolve_lock(
@@ -452,14 +452,3 @@ def _relative(path: Path, root: Path) -> str:
 
 def _comment(text: str) -> str:
     return _UNPRINTABLE.sub("?", text)
-
-
-def _write_if_changed(path: Path, text: str) -> bool:
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text.encode("utf-8"))
-    return True

@@ -30,6 +30,7 @@ from civit.paths import path_setting
 
 __all__ = [
     "atomic_write",
+    "atomic_write_if_changed",
     "cache_dir",
     "check_free_space",
     "commit",
@@ -243,6 +244,23 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_if_changed(path: Path, data: bytes) -> bool:
+    """:func:`atomic_write` ``data`` unless ``path`` already holds exactly that (a
+    manifest or lock written again unchanged keeps its mtime and stays out of diffs).
+
+    Returns:
+        Whether the file was written.
+
+    Raises:
+        CivitError: as for :func:`atomic_write`.
+    """
+    with contextlib.suppress(OSError):
+        if read_regular_file(path) == data:
+            return False
+    atomic_write(path, data)
+    return True
 
 
 def create_beside(path: Path) -> tuple[int, Path]:

@@ -14,7 +14,6 @@ from, so an edit re-resolves only that entry); version 1 locks are still read.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -27,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import tomli_w
 
 from civit.errors import ManifestError
-from civit.fsutil import atomic_write, read_regular_file
+from civit.fsutil import atomic_write_if_changed, read_regular_file
 from civit.layouts import safe_filename
 from civit.records import MAX_SIZE_KB, Hashes
 from civit.refs import redact_ref
@@ -270,13 +269,7 @@ def write_lock(lock: Lock, path: str | os.PathLike[str]) -> bool:
     Returns:
         Whether the file was written.
     """
-    lock_file = Path(path)
-    text = lock.dumps()
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        if read_regular_file(lock_file).decode("utf-8") == text:
-            return False
-    atomic_write(lock_file, text.encode("utf-8"))
-    return True
+    return atomic_write_if_changed(Path(path), lock.dumps().encode("utf-8"))
 
 
 def toml_tables(
