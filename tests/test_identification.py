@@ -15,6 +15,7 @@ import pytest
 import civit
 from civit.hashcache import HashCache
 from civit.hashing import digest_bytes
+from civit.identification import model_files
 from civit.lockfile import Lock, LockedFile, write_lock
 from civit.testing import FakeCivitai, make_safetensors
 
@@ -332,6 +333,17 @@ def test_verify_store_entries_against_their_names(civit_cli, fake: FakeCivitai, 
     assert fake.requests == []
     assert f"ok        {good}: matches its store name (SHA256)" in run.out
     assert f"expected {bad_name.upper()}, got {sha256.upper()}" in run.out
+
+
+def test_store_entries_are_searched_for_as_model_files_are(tmp_path: Path) -> None:
+    """Not inside hidden or package folders below the folder given (a venv's thousands
+    of files are never walked), but in a hidden folder given itself."""
+    entry = Path("sha256", "ab", "ab" + "0" * 62)
+    for folder in ("store", ".cache/store", "venv/lib/site-packages/x", "web/node_modules/x"):
+        (tmp_path / folder / entry).parent.mkdir(parents=True)
+        (tmp_path / folder / entry).write_bytes(b"")
+    assert model_files(tmp_path) == [tmp_path / "store" / entry]
+    assert model_files(tmp_path / ".cache") == [tmp_path / ".cache" / "store" / entry]
 
 
 def test_verify_needs_something_to_check(civit_cli) -> None:

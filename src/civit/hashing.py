@@ -50,6 +50,7 @@ __all__ = [
     "FilesProgress",
     "ProgressCallback",
     "digest_bytes",
+    "files_under",
     "hash_file",
     "hash_files",
     "iter_model_files",
@@ -637,15 +638,27 @@ def linked_folders(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return sorted(dict.fromkeys(links))
 
 
+def files_under(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Every name below ``folder`` that is not a folder, as the search of
+    :func:`iter_model_files` finds it: hidden folders, :data:`NOT_MODEL_FOLDERS` and
+    symlinked folders are not entered; names are not filtered.
+
+    Args:
+        folder: where to search.
+
+    Returns:
+        The paths, folder by folder in ``os.walk`` order.
+    """
+    for root, _, names in _search(Path(folder)):
+        yield from (Path(root, name) for name in names)
+
+
 def _model_files_under(folder: Path) -> list[Path]:
-    files: list[Path] = []
-    for root, _, names in _search(folder):
-        files.extend(
-            Path(root, name)
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in MODEL_EXTENSIONS
-        )
-    return sorted(files)
+    return sorted(
+        path
+        for path in files_under(folder)
+        if not path.name.startswith(".") and path.suffix.lower() in MODEL_EXTENSIONS
+    )
 
 
 def _search(folder: Path) -> Iterator[tuple[str, list[str], list[str]]]:

@@ -47,6 +47,7 @@ from civit.hashcache import CacheOption, HashCache, opened_cache
 from civit.hashing import (
     FilesProgress,
     ProgressCallback,
+    files_under,
     hash_file,
     hash_files,
     iter_model_files,
@@ -82,7 +83,9 @@ _Record = TypeVar("_Record")
 
 def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     """The files to identify or verify: files as given; in folders, model files and
-    content-addressed store entries.
+    content-addressed store entries, both searched for the way
+    :func:`civit.hashing.iter_model_files` searches (hidden and package folders below a
+    folder are not entered).
 
     Args:
         paths: files and folders (a single path is accepted too).
@@ -96,7 +99,7 @@ def model_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
     for folder in (path for path in given if path.is_dir()):
         # Store entries are named by their digest alone, without a model extension.
         found.extend(
-            sorted(p for p in folder.rglob("*") if expected_from_store_path(p) and p.is_file())
+            sorted(p for p in files_under(folder) if expected_from_store_path(p) and p.is_file())
         )
     return list(dict.fromkeys(found))
 
