@@ -7,14 +7,18 @@ Over TLS the proxy sees a CONNECT and ciphertext; over plain HTTP absolute-URI r
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from civit import Client, Hashes, RetryPolicy, get
+from civit.cdn import Storage
 from civit.config import load_settings
 from civit.errors import NetworkError, UsageError
 from civit.network import ProxyRules, proxy_rules, tls_context
@@ -138,6 +142,59 @@ def test_a_proxy_that_wants_credentials_is_said_plainly(
                 proxies=proxy_rules(bare),
                 **FAST_ENGINE,  # type: ignore[arg-type]
             )
+
+
+class KeepAliveProxy(http.server.BaseHTTPRequestHandler):
+    """A proxy that keeps its client's connection open between requests (as real ones
+    do; LoopbackProxy closes it after one) and answers ranged GETs of ``BODY`` itself
+    when they carry its credentials."""
+
+    protocol_version = "HTTP/1.1"
+    BODY = bytes(range(20))
+    CREDENTIALS = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    seen: list[tuple[int, bool]]  # (client port, credentials sent) per request
+
+    def do_GET(self) -> None:
+        sent = self.headers.get("Proxy-Authorization") == self.CREDENTIALS
+        self.seen.append((self.client_address[1], sent))
+        if not sent:
+            self.send_response(407)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        first, _, last = self.headers["Range"].removeprefix("bytes=").partition("-")
+        start, end = int(first), int(last) + 1
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(self.BODY)}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        self.wfile.write(self.BODY[start:end])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_kept_alive_connection_through_a_proxy_still_sends_its_credentials() -> None:
+    """Every absolute-URI request carries Proxy-Authorization, the first on a connection
+    and the next ones on it alike (a proxy's Basic auth is per request)."""
+    KeepAliveProxy.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://alice:s3cret@127.0.0.1:{server.server_address[1]}"
+    storage = Storage(timeout=5, proxies=ProxyRules(http=proxy))
+    try:
+        first = storage.get("http://cdn.test/f?sig=1", 0, 10, None, accept_full=True)
+        assert first.response.read() == KeepAliveProxy.BODY[:10]
+        first.response.close()
+        second = storage.get("http://cdn.test/f?sig=1", 10, 20, None, reuse=first.connection)
+        assert second.response.read() == KeepAliveProxy.BODY[10:]
+        storage.close(second.connection)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (port, _), (again, _) = KeepAliveProxy.seen
+    assert port == again  # the second request went over the first one's connection
+    assert [sent for _, sent in KeepAliveProxy.seen] == [True, True]
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from civit.api import REGION_HINT, USER_AGENT, parse_retry_after
 from civit.errors import AuthError, NetworkError, NotFoundError, ResponseError, redact_url
-from civit.network import ProxyRules, connect
+from civit.network import ProxyRules, connect, request_target
 
 __all__ = [
     "HTML_HINT",
@@ -232,18 +232,20 @@ class Storage:
         for _ in range(MAX_REDIRECTS + 1):
             proxy = self.proxies.proxy_for(url)
             route = _route(url, proxy)
+            target, extra = request_target(url, proxy)
+            sent = {**headers, **extra}
             if reuse is not None:
                 kept, reuse = reuse, None
                 if self._routes.get(kept) == route:
-                    answered = self._request_on(kept, url, proxy, headers)
+                    answered = self._request_on(kept, target, sent)
                     if answered is not None:
                         return self._accept(kept, answered, start, validator, accept_full)
                 else:
                     self.close(kept)
-            connection, target, extra = connect(url, proxy=proxy, timeout=self.timeout)
+            connection = connect(url, proxy=proxy, timeout=self.timeout)
             self._track(connection, route)
             try:
-                connection.request("GET", target, headers={**headers, **extra})
+                connection.request("GET", target, headers=sent)
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 connected = connection.sock is not None  # http.client sets it once connected
@@ -258,16 +260,9 @@ class Storage:
         raise NetworkError(f"too many redirects fetching {redact_url(url)}")
 
     def _request_on(
-        self,
-        kept: http.client.HTTPConnection,
-        url: str,
-        proxy: str | None,
-        headers: dict[str, str],
+        self, kept: http.client.HTTPConnection, target: str, headers: dict[str, str]
     ) -> http.client.HTTPResponse | None:
         """The answer on a kept-alive connection, or ``None`` if the host closed it."""
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        target = url if proxy is not None and parts.scheme == "http" else path
         try:
             kept.request("GET", target, headers=headers)
             response = kept.getresponse()

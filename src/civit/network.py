@@ -37,7 +37,14 @@ import httpx
 
 from civit.errors import UsageError
 
-__all__ = ["ProxyRules", "connect", "httpx_mounts", "proxy_rules", "tls_context"]
+__all__ = [
+    "ProxyRules",
+    "connect",
+    "httpx_mounts",
+    "proxy_rules",
+    "request_target",
+    "tls_context",
+]
 
 DISABLED = ("none", "direct", "off")
 
@@ -215,29 +222,17 @@ def _proxy_authorization(proxy: str) -> dict[str, str]:
     return {"Proxy-Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
 
 
-def connect(
-    url: str, *, proxy: str | None, timeout: float
-) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
-    """A (not yet connected) connection for a GET of ``url``, directly or via ``proxy``.
-
-    Returns:
-        ``(connection, request target, extra headers)``: the target is the path and
-        query, or the whole URL for an ``http://`` URL sent to a proxy; the extra
-        headers carry the proxy's credentials when it is not a tunnel.
-    """
+def connect(url: str, *, proxy: str | None, timeout: float) -> http.client.HTTPConnection:
+    """A (not yet connected) connection for GETs of ``url``, directly or via ``proxy``;
+    what each request on it sends comes from :func:`request_target`."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     secure = parts.scheme == "https"
     port = parts.port or (443 if secure else 80)
     if proxy is None:
         if secure:
-            return (
-                http.client.HTTPSConnection(host, port, timeout=timeout, context=tls_context()),
-                path,
-                {},
-            )
-        return http.client.HTTPConnection(host, port, timeout=timeout), path, {}
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=tls_context())
+        return http.client.HTTPConnection(host, port, timeout=timeout)
     via = urlsplit(proxy)
     proxy_host, proxy_port = via.hostname or "", via.port or 80
     if secure:
@@ -245,10 +240,31 @@ def connect(
             proxy_host, proxy_port, timeout=timeout, context=tls_context()
         )
         tunnel.set_tunnel(_bracketed(host), port, headers=_proxy_authorization(proxy))
-        return tunnel, path, {}
-    target = f"http://{_bracketed(host)}:{port}{path}"
-    plain = http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
-    return plain, target, _proxy_authorization(proxy)
+        return tunnel
+    return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
+
+
+def request_target(url: str, proxy: str | None) -> tuple[str, dict[str, str]]:
+    """What every GET of ``url`` sends on a connection :func:`connect` made, the first
+    one or a kept-alive one's next.
+
+    Returns:
+        ``(request target, extra headers)``: the target is the path and query, or the
+        whole URL for an ``http://`` URL sent to a proxy; the extra headers then carry
+        the proxy's credentials, which a proxy wants on each request (a tunnel's went
+        once, with its ``CONNECT``).
+
+    >>> request_target("http://cdn.test/f?sig=1", "http://u:p@proxy:3128")
+    ('http://cdn.test:80/f?sig=1', {'Proxy-Authorization': 'Basic dTpw'})
+    >>> request_target("https://cdn.test/f?sig=1", "http://u:p@proxy:3128")
+    ('/f?sig=1', {})
+    """
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if proxy is None or parts.scheme == "https":
+        return path, {}
+    host = _bracketed(parts.hostname or "")
+    return f"http://{host}:{parts.port or 80}{path}", _proxy_authorization(proxy)
 
 
 def _bracketed(host: str) -> str:
