@@ -255,10 +255,6 @@ def _describe_kind(info: os.stat_result) -> str:
     return "a device or other special file"
 
 
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
 def positional_io_available() -> bool:
     """Whether this OS offers ``pwrite``/``preadv`` (not Windows), checked when asked."""
     if sys.platform == "win32":
@@ -304,7 +300,7 @@ class PartFile:
         try:
             opened = os.fstat(fd)
             if not stat.S_ISREG(opened.st_mode) or (
-                before is not None and not _same_file(before, opened)
+                before is not None and not os.path.samestat(before, opened)
             ):
                 raise CivitError(
                     f"refusing to use {path}: it changed while civit opened it",
@@ -318,7 +314,7 @@ class PartFile:
     def _own_handle(self) -> int:
         """Another descriptor on the same inode, for one thread's seek-then-write."""
         fd = os.open(self.path, _OPEN_FLAGS | _NOFOLLOW)
-        if not _same_file(os.fstat(fd), self.identity):
+        if not os.path.samestat(os.fstat(fd), self.identity):
             os.close(fd)
             raise CivitError(
                 f"{self.path} was replaced by another file during the download",

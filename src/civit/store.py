@@ -199,7 +199,7 @@ def _copy(source: Path, temporary: Path, entry: os.stat_result) -> None:
 
 def _check_same(source: Path, entry: os.stat_result, placed: os.stat_result) -> None:
     """The file linked or copied must be the regular file that was checked."""
-    if (placed.st_dev, placed.st_ino) != (entry.st_dev, entry.st_ino):
+    if not os.path.samestat(placed, entry):
         raise CivitError(
             f"store entry {source} changed while it was being placed; not using it",
             hint="run the command again",

@@ -275,7 +275,7 @@ def _commit(transfer: SegmentedTransfer, target: Path) -> os.stat_result:
     if sys.platform == "win32":
         part.close()
     current = reject_unusual_file(transfer.part, "a partial download")
-    if current is None or not _same_inode(current, verified):
+    if current is None or not os.path.samestat(current, verified):
         transfer.state_path.unlink(missing_ok=True)
         raise IntegrityError(
             f"{transfer.part} was replaced by another file during the download; "
@@ -291,7 +291,7 @@ def _commit(transfer: SegmentedTransfer, target: Path) -> os.stat_result:
         after = os.lstat(target)
     except OSError:
         after = None
-    if after is None or not _same_inode(after, verified):
+    if after is None or not os.path.samestat(after, verified):
         if after is not None:  # whatever it is, civit put it there and did not verify it
             with contextlib.suppress(OSError):
                 target.unlink()
@@ -303,10 +303,6 @@ def _commit(transfer: SegmentedTransfer, target: Path) -> os.stat_result:
         )
     fsync_dir(target.parent)
     return verified
-
-
-def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _rename_refused(part: Path, target: Path, exc: OSError) -> CivitError:
