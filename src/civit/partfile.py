@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from civit.errors import CivitError, DiskSpaceError, Interrupted
-from civit.fsutil import human_bytes
+from civit.fsutil import human_bytes, read_regular_file
 
 __all__ = [
     "PartFile",
@@ -63,7 +63,6 @@ _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 
 _OPEN_FLAGS = os.O_RDWR | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass
@@ -114,8 +113,7 @@ class PartState:
         :data:`MAX_STATE_BYTES`; every number is checked against the others.
         """
         try:
-            data = _read_small_regular(path, MAX_STATE_BYTES)
-            doc = json.loads(data) if data is not None else None
+            doc = json.loads(read_regular_file(path, limit=MAX_STATE_BYTES, follow_symlinks=False))
         except (OSError, ValueError, RecursionError):
             return None
         return _state_from(doc)
@@ -195,23 +193,6 @@ def _state_from(doc: Any) -> PartState | None:
         position = end
         segments.append(Segment(start, end, done))
     return PartState(key, size, sha256, validator, segments)
-
-
-def _read_small_regular(path: Path, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of a regular file, never through a symlink or from a FIFO;
-    ``None`` if it is missing or bigger."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | _NOFOLLOW | _NONBLOCK)
-    except FileNotFoundError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(os.dup(fd), "rb") as stream:
-            data = stream.read(limit + 1)
-    finally:
-        os.close(fd)
-    return data if len(data) <= limit else None
 
 
 def reject_unusual_file(path: Path, what: str) -> os.stat_result | None:
