@@ -113,6 +113,20 @@ def _fill(response: http.client.HTTPResponse, view: memoryview) -> int:
     return filled
 
 
+def _split_largest(segments: list[Segment], *, claimed: bool) -> Segment | None:
+    """Halve the segment with the most bytes left, if each half keeps at least
+    MIN_SEGMENT; return the back half, put in ``segments`` (kept in order of start)."""
+    largest = max(segments, key=lambda s: s.remaining, default=None)
+    if largest is None or largest.remaining < 2 * MIN_SEGMENT:
+        return None
+    middle = largest.done + largest.remaining // 2
+    back = Segment(middle, largest.end, middle, claimed=claimed)
+    largest.end = middle
+    segments.append(back)
+    segments.sort(key=lambda s: s.start)
+    return back
+
+
 class SegmentedTransfer:
     """One fetch of one URL into one ``.part`` file, with its worker threads."""
 
@@ -355,15 +369,7 @@ class SegmentedTransfer:
         """Split the largest unfinished segment so an idle connection can help."""
         with self.lock:
             assert self.state is not None
-            busiest = max(self.state.segments, key=lambda s: s.remaining, default=None)
-            if busiest is None or busiest.remaining < 2 * MIN_SEGMENT:
-                return None
-            middle = busiest.done + busiest.remaining // 2
-            stolen = Segment(middle, busiest.end, middle, claimed=True)
-            busiest.end = middle
-            self.state.segments.append(stolen)
-            self.state.segments.sort(key=lambda s: s.start)
-            return stolen
+            return _split_largest(self.state.segments, claimed=True)
 
     def _worker(self, fed: tuple[Opened, Segment] | None) -> None:
         """Fetch pieces front to back on one kept-alive connection (starting with the
@@ -487,13 +493,9 @@ class SegmentedTransfer:
         assert self.state is not None
         segments = [s for s in self.state.segments if s.remaining]
         while len(segments) < connections:
-            largest = max(segments, key=lambda s: s.remaining, default=None)
-            if largest is None or largest.remaining < 2 * MIN_SEGMENT:
+            if _split_largest(segments, claimed=False) is None:
                 break
-            middle = largest.done + largest.remaining // 2
-            segments.append(Segment(middle, largest.end, middle))
-            largest.end = middle
-        self.state.segments = sorted(segments, key=lambda s: s.start)
+        self.state.segments = segments
 
     def _probe(self, start: int, end: int | None, validator: str | None) -> Opened:
         """The first request: it tells the size and whether ranges work, and its body
