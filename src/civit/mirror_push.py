@@ -371,12 +371,13 @@ def _push_one(
     sent = 0
     size: int | None = None
     try:
-        size = source.path.stat().st_size
+        info = source.path.stat()
+        size = info.st_size
         sha256 = source.sha256
         if sha256 is None:
             sha256 = hash_file(source.path, ("sha256",), cache=cache)["sha256"]
         else:
-            known = cache.lookup(source.path.stat(), ("sha256",))
+            known = cache.lookup(info, ("sha256",))
             if known is not None and known["sha256"] != sha256:
                 raise _mismatch(source.path, sha256, known["sha256"])
         where = destination.where(sha256)
