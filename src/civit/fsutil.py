@@ -39,6 +39,7 @@ __all__ = [
     "human_bytes",
     "is_in_use",
     "make_folder",
+    "make_writable",
     "open_regular",
     "read_regular_file",
     "replace_when_free",
@@ -173,7 +174,7 @@ def replace_when_free(source: Path, destination: Path) -> None:
         OSError: the rename still fails (check :func:`is_in_use` to tell why).
     """
     if sys.platform == "win32":
-        _make_writable(destination)
+        make_writable(destination)
     deadline = time.monotonic() + IN_USE_WAIT
     delay = 0.05
     while True:
@@ -187,10 +188,11 @@ def replace_when_free(source: Path, destination: Path) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def _make_writable(path: Path) -> None:
-    """Clear the read-only attribute of an existing file: Windows refuses to rename over
-    a read-only file (access denied), where POSIX renames over any file. A model
-    hardlinked from the store is read-only (:meth:`civit.store.Store.seal`)."""
+def make_writable(path: Path) -> None:
+    """Clear the read-only attribute of an existing regular file (never of what a
+    symlink points at): Windows refuses to rename over or delete a read-only file
+    (access denied), where POSIX does either to any file. A model hardlinked from the
+    store is read-only (:meth:`civit.store.Store.seal`)."""
     with contextlib.suppress(OSError):
         mode = os.lstat(path).st_mode
         if stat.S_ISREG(mode) and not mode & stat.S_IWRITE:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from civit.errors import CivitError
-from civit.fsutil import commit, open_regular
+from civit.fsutil import commit, make_writable, open_regular
 from civit.hashcache import CacheOption
 from civit.hashing import hash_file
 from civit.records import Hashes
@@ -120,9 +120,8 @@ class Store:
 def _remove(path: Path) -> None:
     """Delete a store entry (the link itself, for a symlink); Windows refuses to delete
     a read-only file, so it is made writable first."""
-    if sys.platform == "win32" and not path.is_symlink():
-        with contextlib.suppress(OSError):
-            path.chmod(stat.S_IWRITE | stat.S_IREAD)
+    if sys.platform == "win32":
+        make_writable(path)
     path.unlink(missing_ok=True)
 
 
