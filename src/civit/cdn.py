@@ -35,7 +35,6 @@ from civit.errors import AuthError, NetworkError, NotFoundError, ResponseError, 
 from civit.network import ProxyRules, connect, request_target
 
 __all__ = [
-    "HTML_HINT",
     "LinkExpired",
     "LinkResolver",
     "Opened",
@@ -43,6 +42,7 @@ __all__ = [
     "Retryable",
     "Storage",
     "Unreachable",
+    "html_page_error",
     "looks_like_html",
     "safe_location",
 ]
@@ -52,7 +52,7 @@ MAX_REDIRECTS = 5
 #: Returns a fresh URL for the bytes; called again when a link expires.
 LinkResolver = Callable[[], str]
 
-HTML_HINT = (
+_HTML_HINT = (
     "this is a login or challenge page, not a model: set a valid CIVITAI_API_TOKEN "
     "(create one at https://civitai.com/user/account)"
 )
@@ -115,6 +115,12 @@ def looks_like_html(head: bytes) -> bool:
             head = head.decode(encoding, errors="ignore").lstrip("\ufeff").encode()
             break
     return _HTML_START.match(head) is not None
+
+
+def html_page_error() -> AuthError:
+    """The error for a storage host that sent a web page (a login or challenge) where
+    the file's bytes belong, however it was noticed: its content type or its start."""
+    return AuthError("the storage host sent an HTML page instead of the file", hint=_HTML_HINT)
 
 
 def safe_location(base: str, location: str) -> str:
@@ -299,9 +305,7 @@ class Storage:
         status = response.status
         content_type = (response.getheader("content-type") or "").lower()
         if status in (200, 206) and "html" in content_type:
-            raise AuthError(
-                "the storage host sent an HTML page instead of the file", hint=HTML_HINT
-            )
+            raise html_page_error()
         if status in (401, 403, 410):
             raise LinkExpired(f"HTTP {status}")
         if status == 404:

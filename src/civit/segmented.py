@@ -19,17 +19,16 @@ import time
 from pathlib import Path
 
 from civit.cdn import (
-    HTML_HINT,
     LinkExpired,
     LinkResolver,
     Opened,
     RangeIgnored,
     Retryable,
     Storage,
+    html_page_error,
     looks_like_html,
 )
 from civit.errors import (
-    AuthError,
     CivitError,
     IntegrityError,
     NetworkError,
@@ -267,10 +266,7 @@ class SegmentedTransfer:
                         break  # a body without a length ends when the connection closes
                     raise Retryable("connection closed early")
                 if segment.done == 0 and looks_like_html(bytes(view[:64])):
-                    raise AuthError(
-                        "the storage host sent an HTML page instead of the file",
-                        hint=HTML_HINT,
-                    )
+                    raise html_page_error()
                 written = 0
                 while written < count:
                     piece = view[written : min(count, written + WRITE_SLICE)]
@@ -605,10 +601,7 @@ class SegmentedTransfer:
         if not response.chunked and (probe.end is None or probe.end > probe.start):
             with contextlib.suppress(OSError, ValueError):
                 if looks_like_html(response.fp.peek(64)[:64]):
-                    raise AuthError(
-                        "the storage host sent an HTML page instead of the file",
-                        hint=HTML_HINT,
-                    )
+                    raise html_page_error()
         if probe.total is not None:
             self.check_size(probe.total)
 
