@@ -40,7 +40,7 @@ from civit.errors import (
     UsageError,
     redact_url,
 )
-from civit.s3 import S3Bucket, is_s3_url, parse_s3_url, require_s3_support
+from civit.s3 import S3Bucket, is_s3_url, parse_s3_url
 
 __all__ = [
     "Mirror",
@@ -431,7 +431,6 @@ def open_mirror(spec: str, *, timeout: float = 30.0) -> Mirror:
     Raises:
         UsageError: a bad spec, or ``s3://`` without the ``s3`` extra (exit 2).
     """
-    if is_s3_url(spec):
-        require_s3_support()
+    if is_s3_url(spec):  # S3Bucket checks that the s3 extra is installed
         return S3Mirror(S3Bucket(parse_s3_url(spec), attempts=MIRROR_ATTEMPTS, timeout=timeout))
     return TemplateMirror(spec)
