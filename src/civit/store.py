@@ -152,7 +152,7 @@ def link_or_copy(source: Path, target: Path) -> LinkOutcome:
             hint="delete it: civit fetches the file again",
         )
     with contextlib.suppress(OSError):
-        if source.samefile(target):
+        if os.path.samestat(entry, target.stat()):
             return "present"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
