@@ -1,4 +1,4 @@
-"""Civitai's digests, computed in one streaming pass, and a cache of them.
+"""Civitai's digests, computed in one streaming pass, and the search for model files.
 
 Definitions (DESIGN.md):
 
@@ -15,8 +15,8 @@ All digests are upper-case hex, as the API returns them.
 SHA-256, BLAKE3 and CRC-32 release the GIL on large buffers, so :class:`Digester` runs
 them side by side in worker threads; hashing everything costs about as much wall time
 as SHA-256 alone. :func:`hash_file` reads the next block while the last one is being
-hashed. :class:`HashCache` remembers digests per (device, inode, size, mtime) so an
-unchanged file is never hashed twice.
+hashed. :class:`~civit.hashcache.HashCache` (in :mod:`civit.hashcache`) remembers
+digests per (device, inode, size, mtime) so an unchanged file is never hashed twice.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ is a ``mismatch``, unless Civitai knows its bytes (then the sidecar was left fro
 another file); that question is asked only for such files, and if it cannot be
 asked the mismatch stands.
 
-Hashing goes through :class:`civit.hashing.HashCache` when one is given, so unchanged
-files are not read again. Nothing here prints; progress is a ``(done, total)`` byte
-callback.
+Hashing goes through the user's hash cache (:mod:`civit.hashcache`; ``cache=False``
+reads every byte), so unchanged files are not read again. Nothing here prints;
+progress is a ``(done, total)`` byte callback.
 """
 
 from __future__ import annotations
