@@ -30,7 +30,7 @@ from civit.api import Client
 from civit.errors import NotDownloadableError, ResponseError
 from civit.records import File, Model, Version, with_variants
 from civit.refs import Ref, parse_ref
-from civit.select import early_access_note, select_file, select_files
+from civit.select import early_access_note, exact_file_id, select_file, select_files
 
 __all__ = ["PlannedFile", "choose_files", "name_apart", "refs_from_lines"]
 
@@ -110,7 +110,7 @@ def choose_files(
             notes = (note,) if note else ()
         else:
             version = client.get_version_for(parsed, full=full)
-        exact = _exact_file(version, parsed) if not (type or format or fp or size) else None
+        exact = exact_file_id(version, parsed) if not (type or format or fp or size) else None
         files = _pick(version, selection, all_files=all_files, file_id=exact)
         return [PlannedFile(version, file, notes=notes, model=model) for file in files]
     model_id = parsed.model_id
@@ -144,14 +144,6 @@ def _nothing_in(version: Version, selection: dict[str, str | None]) -> str:
         return "no downloadable files (archived or removed)"
     shown = ", ".join(f"{key}={value}" for key, value in selection.items() if value)
     return f"no file matches {shown}" if shown else "only training data"
-
-
-def _exact_file(version: Version, ref: Ref) -> int | None:
-    """The file a download URL (``fileId``) or a hash ref names exactly."""
-    if ref.hash is not None:
-        hashed = version.file_with_hash(ref.hash)
-        return hashed.id if hashed is not None else None
-    return ref.file_id
 
 
 def _pick(

@@ -41,7 +41,7 @@ from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
 from civit.records import File, Version
 from civit.refs import Ref, parse_ref, redact_ref
-from civit.select import check_scans, newest_version, select_file
+from civit.select import check_scans, exact_file_id, newest_version, select_file
 
 __all__ = [
     "MAX_RESOLVERS",
@@ -202,8 +202,7 @@ class _Resolver:
             version = self.version_for(entry)
             ref = entry.parsed
             filters = (entry.type, entry.format, entry.fp, entry.size)
-            hashed = version.file_with_hash(ref.hash) if ref.hash is not None else None
-            file_id = entry.file_id or (hashed.id if hashed is not None else ref.file_id)
+            file_id = entry.file_id or exact_file_id(version, ref)
             file = select_file(
                 version,
                 type=entry.type or ref.type,

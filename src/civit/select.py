@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from civit.errors import NotDownloadableError, ScanRefusedError
 from civit.fsutil import human_bytes
 from civit.records import FILE_PREFERENCES, SCAN_PASSED, File, Model, Version, preference_rank
+from civit.refs import Ref
 
 __all__ = [
     "FORMAT_ALIASES",
@@ -30,6 +31,7 @@ __all__ = [
     "code_warning",
     "describe_file",
     "early_access_note",
+    "exact_file_id",
     "explain_selection",
     "newest_version",
     "select_file",
@@ -173,6 +175,16 @@ def select_files(
         shown = ", ".join(f"{key}={value}" for key, value in wanted.items())
         raise _no_match(version, f"matches {shown}" if shown else "is a model file")
     return files
+
+
+def exact_file_id(version: Version, ref: Ref) -> int | None:
+    """The file of ``version`` a ref names exactly: a download URL's ``fileId``, a hash
+    ref's file (``None`` if it names none). Selection options given by the user take
+    precedence over it; the ref's own ``?type=``... hints do not."""
+    if ref.hash is not None:
+        hashed = version.file_with_hash(ref.hash)
+        return hashed.id if hashed is not None else None
+    return ref.file_id
 
 
 def _filters(
