@@ -34,8 +34,9 @@ from typing import cast
 from civit.api import Client
 from civit.config import Settings
 from civit.downloader import plan_target, subfolder_for
-from civit.errors import CivitError, ManifestError, NotFoundError, UsageError
+from civit.errors import CivitError, ManifestError, UsageError
 from civit.hashcache import CacheOption, HashCache, opened_cache
+from civit.identification import fetch_records
 from civit.layouts import LAYOUTS, Detection, LayoutChoice, resolve_layout, webui
 from civit.lockfile import FIX_LOCK, Lock, LockedFile, load_lock, write_lock
 from civit.manifest import Manifest, ModelEntry, as_manifest
@@ -652,7 +653,7 @@ def lock_changes(
 
     Entries are matched by ref and destination, else by ref. The versions of new entries and of
     entries that moved to another version are fetched, so a diff can name them
-    (``v1.0 -> v2.1``), :data:`MAX_RESOLVERS` at a time.
+    (``v1.0 -> v2.1``), a few at a time (:func:`civit.identification.fetch_records`).
 
     Args:
         before: the lock as it was (``None``: there was none).
@@ -684,7 +685,7 @@ def lock_changes(
     )
     holder = LazyClient(client, settings)
     try:
-        versions = _versions(holder, wanted)
+        versions = fetch_records(lambda version_id: holder.get().get_version(version_id), wanted)
     finally:
         holder.close()
     return [
@@ -696,18 +697,3 @@ def lock_changes(
         )
         for previous, entry in changed
     ]
-
-
-def _versions(client: LazyClient, version_ids: Sequence[int]) -> dict[int, Version]:
-    def look_up(version_id: int) -> Version | None:
-        try:
-            return client.get().get_version(version_id)
-        except NotFoundError:
-            return None
-
-    if not version_ids:
-        return {}
-    workers = min(MAX_RESOLVERS, len(version_ids))
-    with ThreadPoolExecutor(workers, thread_name_prefix="civit-lock") as pool:
-        found = dict(zip(version_ids, pool.map(look_up, version_ids), strict=True))
-    return {version_id: version for version_id, version in found.items() if version}
